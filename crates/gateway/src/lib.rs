@@ -1,1 +1,155 @@
+//! The Tether gateway as a library: [`run`] serves the protocol of
+//! `shared/protocol.md` on a bound listener until `shutdown` resolves.
+//!
+//! Layers, top-down: [`http`] (routes, upgrade) → [`connection`] (socket
+//! tasks) → [`handlers`] (one file per message kind) → [`hub`] (fan-out),
+//! [`agents`] (routing) and [`ledger`] (sequencing, dedup, group commit) →
+//! [`store`] (durable state).
 
+pub mod agents;
+pub mod clock;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod handlers;
+pub mod http;
+pub mod hub;
+pub mod ledger;
+pub mod metrics;
+pub mod state;
+pub mod store;
+pub mod system;
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use error::GatewayError;
+
+use crate::agents::Agents;
+use crate::hub::Hub;
+use crate::ledger::Ledger;
+use crate::metrics::Metrics;
+use crate::state::{Gateway, Phase};
+use crate::store::embedded::EmbeddedStore;
+use crate::store::Store;
+use crate::system::SystemSampler;
+
+/// How long connections get to close (1001) during shutdown.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(6);
+/// How long the store gets to commit what is queued during shutdown.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
+/// Period of the retention and dedup sweep.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Serves on `listener` with `config` until `shutdown` resolves, then drains:
+/// `/readyz` 503, no new connections, 1001 to every client, the store flushed.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    config.validate()?;
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::new());
+    let dir = config.data_dir.clone();
+    let store: Arc<dyn Store> = Arc::new(
+        tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir))
+            .await
+            .map_err(|e| store::StoreError(format!("opening the store panicked: {e}")))??,
+    );
+    let hub = Arc::new(Hub::new(store.clone(), metrics.clone()));
+    let (ledger, ledger_tasks, accepted) = Ledger::start(
+        store.clone(),
+        config.clone(),
+        hub.clone(),
+        metrics.clone(),
+        config::DEFAULT_LEDGER_QUEUE,
+    )?;
+    let agents = Agents::new(
+        config.command_ttl,
+        config.task_timeout,
+        ledger.clone(),
+        metrics.clone(),
+    );
+    let system = Arc::new(SystemSampler::new(config.node_id.clone(), metrics.clone()));
+    let gw = Arc::new(Gateway::new(
+        config.clone(),
+        metrics,
+        store,
+        hub,
+        ledger.clone(),
+        agents.clone(),
+        system,
+    ));
+
+    let background = CancellationToken::new();
+    agents.spawn(accepted, background.clone());
+    system::spawn_pusher(
+        gw.clone(),
+        config.system_metrics_interval,
+        background.clone(),
+    );
+    spawn_sweeper(ledger.clone(), background.clone());
+
+    if config.allowed_origins.is_empty() {
+        tracing::debug!("no origin allowlist: upgrades from any origin are accepted");
+    }
+    tracing::warn!("authentication is off (development mode): every connection may do everything");
+    gw.set_phase(Phase::Ready);
+
+    let stop_accepting = CancellationToken::new();
+    let app = http::router(gw.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
+            .into_future(),
+    );
+
+    shutdown.await;
+    tracing::info!("shutting down: draining connections");
+    gw.set_phase(Phase::Draining);
+    stop_accepting.cancel();
+    gw.draining.cancel();
+    gw.connections.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, gw.connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = gw.connections.len(),
+            "drain timeout: dropping remaining connections"
+        );
+    }
+    background.cancel();
+    server.abort();
+    ledger.stop().await;
+    drop(gw);
+    if tokio::time::timeout(FLUSH_TIMEOUT, ledger_tasks.join())
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            "store flush timed out; queued operations may be lost (none was acknowledged)"
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn spawn_sweeper(ledger: Ledger, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => ledger.sweep(),
+            }
+        }
+    });
+}

@@ -30,7 +30,10 @@ pub struct FrameError {
 
 impl FrameError {
     fn new(id: Option<&str>, message: impl Into<String>) -> Self {
-        FrameError { id: id.map(str::to_owned), message: message.into() }
+        FrameError {
+            id: id.map(str::to_owned),
+            message: message.into(),
+        }
     }
 }
 
@@ -72,11 +75,19 @@ pub enum ClientMessage {
     /// Replace the connection's token.
     Auth { id: String, token: String },
     /// Subscribe to a channel, optionally recovering from `since`.
-    Subscribe { id: String, channel: String, since: Option<Since> },
+    Subscribe {
+        id: String,
+        channel: String,
+        since: Option<Since>,
+    },
     /// Stop receiving a channel.
     Unsubscribe { id: String, channel: String },
     /// Publish `data` on a channel.
-    Publish { id: String, channel: String, data: Value },
+    Publish {
+        id: String,
+        channel: String,
+        data: Value,
+    },
     /// Ask for the agent status array.
     RequestAgentStatus { id: String },
     /// Ask for a system metrics snapshot.
@@ -86,15 +97,30 @@ pub enum ClientMessage {
     /// `unsubscribe` from `agent:<name>`.
     UnsubscribeAgent { id: String, name: String },
     /// Become a replica of agent `name` handling `commands`.
-    Register { id: String, name: String, commands: Vec<String>, concurrency: u32 },
+    Register {
+        id: String,
+        name: String,
+        commands: Vec<String>,
+        concurrency: u32,
+    },
     /// Set this replica's self-reported state.
-    Status { state: AgentState, detail: Option<String> },
+    Status {
+        state: AgentState,
+        detail: Option<String>,
+    },
     /// Progress of task `id`.
     TaskProgress { id: String, data: Value },
     /// The outcome of task `id`.
-    TaskResult { id: String, outcome: Result<Value, AgentError> },
+    TaskResult {
+        id: String,
+        outcome: Result<Value, AgentError>,
+    },
     /// A command to route to an agent (any other valid `type`).
-    Command { id: String, command: String, data: Value },
+    Command {
+        id: String,
+        command: String,
+        data: Value,
+    },
 }
 
 impl ClientMessage {
@@ -168,15 +194,24 @@ pub fn parse_frame_value(value: Value) -> Result<Frame, FrameError> {
     let id = valid_id(&obj);
     let id = id.as_deref();
     let Some(Value::Array(items)) = obj.remove("data") else {
-        return Err(FrameError::new(id, "batch needs `data`: an array of 1 to 100 messages"));
+        return Err(FrameError::new(
+            id,
+            "batch needs `data`: an array of 1 to 100 messages",
+        ));
     };
     if items.is_empty() || items.len() > MAX_BATCH {
         return Err(FrameError::new(
             id,
-            format!("batch carries {} messages; it must carry 1 to {MAX_BATCH}", items.len()),
+            format!(
+                "batch carries {} messages; it must carry 1 to {MAX_BATCH}",
+                items.len()
+            ),
         ));
     }
-    if items.iter().any(|m| m.get("type").and_then(Value::as_str) == Some("batch")) {
+    if items
+        .iter()
+        .any(|m| m.get("type").and_then(Value::as_str) == Some("batch"))
+    {
         return Err(FrameError::new(id, "batches may not be nested"));
     }
     Ok(Frame::Batch(items.into_iter().map(parse_message).collect()))
@@ -205,7 +240,9 @@ fn parse_object(mut obj: Map<String, Value>) -> Result<ClientMessage, FrameError
         None | Some(Value::Null) => {}
         Some(Value::String(_)) if id.is_some() => {}
         Some(_) => {
-            return Err(err(format!("`id` must be a string of 1 to {MAX_ID_LEN} printable ASCII characters")))
+            return Err(err(format!(
+                "`id` must be a string of 1 to {MAX_ID_LEN} printable ASCII characters"
+            )))
         }
     }
     let ty = match obj.get("type") {
@@ -213,7 +250,10 @@ fn parse_object(mut obj: Map<String, Value>) -> Result<ClientMessage, FrameError
         Some(_) => return Err(err("`type` must be a string".into())),
         None => return Err(err("missing `type`".into())),
     };
-    let need_id = || id.clone().ok_or_else(|| FrameError::new(None, format!("`{ty}` needs an `id`")));
+    let need_id = || {
+        id.clone()
+            .ok_or_else(|| FrameError::new(None, format!("`{ty}` needs an `id`")))
+    };
     let data = obj.remove("data").unwrap_or(Value::Null);
 
     let msg = match ty.as_str() {
@@ -225,7 +265,10 @@ fn parse_object(mut obj: Map<String, Value>) -> Result<ClientMessage, FrameError
                 .and_then(Value::as_str)
                 .filter(|t| !t.is_empty())
                 .ok_or_else(|| err("`auth` needs `data.token`: a non-empty string".into()))?;
-            ClientMessage::Auth { id, token: token.to_owned() }
+            ClientMessage::Auth {
+                id,
+                token: token.to_owned(),
+            }
         }
         "subscribe" => {
             let id = need_id()?;
@@ -238,11 +281,18 @@ fn parse_object(mut obj: Map<String, Value>) -> Result<ClientMessage, FrameError
         }
         "unsubscribe" => {
             let id = need_id()?;
-            ClientMessage::Unsubscribe { channel: channel_field(&obj, &id)?, id }
+            ClientMessage::Unsubscribe {
+                channel: channel_field(&obj, &id)?,
+                id,
+            }
         }
         "publish" => {
             let id = need_id()?;
-            ClientMessage::Publish { channel: channel_field(&obj, &id)?, id, data }
+            ClientMessage::Publish {
+                channel: channel_field(&obj, &id)?,
+                id,
+                data,
+            }
         }
         "request_agent_status" => ClientMessage::RequestAgentStatus { id: need_id()? },
         "request_system_metrics" => ClientMessage::RequestSystemMetrics { id: need_id()? },
@@ -274,7 +324,10 @@ fn parse_object(mut obj: Map<String, Value>) -> Result<ClientMessage, FrameError
             };
             ClientMessage::Status { state, detail }
         }
-        "task_progress" => ClientMessage::TaskProgress { id: need_id()?, data },
+        "task_progress" => ClientMessage::TaskProgress {
+            id: need_id()?,
+            data,
+        },
         "task_result" => {
             let id = need_id()?;
             let outcome = match obj.get("error") {
@@ -284,7 +337,11 @@ fn parse_object(mut obj: Map<String, Value>) -> Result<ClientMessage, FrameError
             ClientMessage::TaskResult { id, outcome }
         }
         "batch" => return Err(err("batches may not be nested".into())),
-        t if is_valid_command_type(t) => ClientMessage::Command { id: need_id()?, command: ty, data },
+        t if is_valid_command_type(t) => ClientMessage::Command {
+            id: need_id()?,
+            command: ty,
+            data,
+        },
         _ => return Err(err(format!("unknown type `{}`", truncate(&ty, 64)))),
     };
     Ok(msg)
@@ -295,7 +352,10 @@ fn channel_field(obj: &Map<String, Value>, id: &str) -> Result<String, FrameErro
         Some(Value::String(c)) if is_valid_channel(c) => Ok(c.clone()),
         Some(Value::String(c)) => Err(FrameError::new(
             Some(id),
-            format!("bad channel name `{}`: use 1 to 128 of A-Z a-z 0-9 _ : . -", truncate(c, 64)),
+            format!(
+                "bad channel name `{}`: use 1 to 128 of A-Z a-z 0-9 _ : . -",
+                truncate(c, 64)
+            ),
         )),
         _ => Err(FrameError::new(Some(id), "missing `channel`: a string")),
     }
@@ -315,10 +375,16 @@ fn parse_since(v: &Value) -> Result<Since, String> {
 }
 
 fn parse_agent_error(v: &Value) -> Result<AgentError, String> {
-    let code = v.get("code").and_then(Value::as_str).filter(|c| !c.is_empty());
+    let code = v
+        .get("code")
+        .and_then(Value::as_str)
+        .filter(|c| !c.is_empty());
     let message = v.get("message").and_then(Value::as_str).unwrap_or("");
     match code {
-        Some(code) => Ok(AgentError { code: code.to_owned(), message: message.to_owned() }),
+        Some(code) => Ok(AgentError {
+            code: code.to_owned(),
+            message: message.to_owned(),
+        }),
         None => Err("`error` needs `code`: a non-empty string".into()),
     }
 }
@@ -334,19 +400,33 @@ fn parse_register(id: String, data: &Value) -> Result<ClientMessage, FrameError>
     let commands: Vec<String> = match data.get("commands") {
         Some(Value::Array(list)) if !list.is_empty() && list.len() <= MAX_REGISTER_COMMANDS => list
             .iter()
-            .map(|c| c.as_str().filter(|c| is_valid_command_type(c)).map(str::to_owned))
+            .map(|c| {
+                c.as_str()
+                    .filter(|c| is_valid_command_type(c))
+                    .map(str::to_owned)
+            })
             .collect::<Option<_>>()
             .ok_or_else(|| err("every entry of `data.commands` must be a valid command type"))?,
-        _ => return Err(err("`register` needs `data.commands`: an array of 1 to 256 command types")),
+        _ => {
+            return Err(err(
+                "`register` needs `data.commands`: an array of 1 to 256 command types",
+            ))
+        }
     };
     let concurrency = match data.get("concurrency") {
         None | Some(Value::Null) => 1,
         Some(c) => c
             .as_u64()
             .filter(|c| (1..=u64::from(MAX_CONCURRENCY)).contains(c))
-            .ok_or_else(|| err("`data.concurrency` must be an integer from 1 to 10000"))? as u32,
+            .ok_or_else(|| err("`data.concurrency` must be an integer from 1 to 10000"))?
+            as u32,
     };
-    Ok(ClientMessage::Register { id, name, commands, concurrency })
+    Ok(ClientMessage::Register {
+        id,
+        name,
+        commands,
+        concurrency,
+    })
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -382,7 +462,11 @@ mod tests {
         let m = one(r#"{"type":"process_receipt","id":"9","data":{"u":1}}"#).unwrap();
         assert_eq!(
             m,
-            ClientMessage::Command { id: "9".into(), command: "process_receipt".into(), data: json!({"u":1}) }
+            ClientMessage::Command {
+                id: "9".into(),
+                command: "process_receipt".into(),
+                data: json!({"u":1})
+            }
         );
         assert!(one(r#"{"type":"event","id":"9"}"#).is_err());
         assert!(one(r#"{"type":"Nope","id":"9"}"#).is_err());
@@ -391,9 +475,12 @@ mod tests {
     #[test]
     fn batch_bounds() {
         assert!(parse_frame(r#"{"type":"batch","data":[]}"#).is_err());
-        let nested = r#"{"type":"batch","data":[{"type":"batch","data":[{"type":"ping","id":"1"}]}]}"#;
+        let nested =
+            r#"{"type":"batch","data":[{"type":"batch","data":[{"type":"ping","id":"1"}]}]}"#;
         assert!(parse_frame(nested).is_err());
-        let ok = parse_frame(r#"{"type":"batch","data":[{"type":"ping","id":"1"},{"type":"ping"}]}"#).unwrap();
+        let ok =
+            parse_frame(r#"{"type":"batch","data":[{"type":"ping","id":"1"},{"type":"ping"}]}"#)
+                .unwrap();
         let Frame::Batch(items) = ok else { panic!() };
         assert!(items[0].is_ok() && items[1].is_err());
     }

@@ -140,7 +140,11 @@ pub enum ServerMessage {
     /// Reply to `ping`.
     Pong { id: String, ts: u64 },
     /// Success reply.
-    Ack { id: String, #[serde(default)] data: Value },
+    Ack {
+        id: String,
+        #[serde(default)]
+        data: Value,
+    },
     /// Failure reply.
     Error {
         id: Option<String>,
@@ -151,9 +155,15 @@ pub enum ServerMessage {
     /// A channel event.
     Event(Event),
     /// Reply to `request_agent_status`.
-    AgentStatus { id: Option<String>, data: Vec<AgentStatusEntry> },
+    AgentStatus {
+        id: Option<String>,
+        data: Vec<AgentStatusEntry>,
+    },
     /// Reply to `request_system_metrics`.
-    SystemMetrics { id: Option<String>, data: SystemMetrics },
+    SystemMetrics {
+        id: Option<String>,
+        data: SystemMetrics,
+    },
     /// The outcome of a command.
     Result {
         id: String,
@@ -210,7 +220,11 @@ pub fn event_frame(event: &Event) -> String {
         #[serde(flatten)]
         event: &'a Event,
     }
-    serde_json::to_string(&Tagged { r#type: "event", event }).expect("events always serialize")
+    serde_json::to_string(&Tagged {
+        r#type: "event",
+        event,
+    })
+    .expect("events always serialize")
 }
 
 /// The `agent_status` entry's `status` word for a state.
@@ -237,7 +251,10 @@ mod tests {
             data: json!({"a": 1}),
         };
         let text = event_frame(&e);
-        assert_eq!(ServerMessage::parse(&text).unwrap(), ServerMessage::Event(e.clone()));
+        assert_eq!(
+            ServerMessage::parse(&text).unwrap(),
+            ServerMessage::Event(e.clone())
+        );
         let gateway_made = Event { from: None, ..e };
         assert!(!event_frame(&gateway_made).contains("\"from\""));
     }

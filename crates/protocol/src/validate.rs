@@ -159,3 +159,46 @@ mod tests {
         assert!(!is_valid_agent_name(&format!("{longest}n")));
     }
 }
+
+/// Matches `name` against a protocol pattern: `*` matches any run of characters
+/// (including none), `?` exactly one, everything else itself.
+pub fn pattern_matches(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni) = (0, 0);
+    // Position of the last `*` seen and the name position it was tried at.
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod pattern_tests {
+    use super::pattern_matches;
+
+    #[test]
+    fn globs() {
+        assert!(pattern_matches("orders:*", "orders:eu"));
+        assert!(pattern_matches("orders:*", "orders:"));
+        assert!(!pattern_matches("orders:*", "order"));
+        assert!(pattern_matches("*", ""));
+        assert!(pattern_matches("a?c", "abc"));
+        assert!(!pattern_matches("a?c", "ac"));
+        assert!(pattern_matches("*:x*y", "a:b:xzzy"));
+        assert!(!pattern_matches("*:x*y", "a:b:xzz"));
+        assert!(pattern_matches("exact", "exact"));
+    }
+}

@@ -1,1 +1,63 @@
-fn main(){}
+//! The `tether` binary: `serve` runs the gateway; `pub`, `sub` and `agent` are
+//! small clients for trying it out and for scripts.
+
+mod cli;
+mod client;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                let _ = e.print();
+                return ExitCode::from(2);
+            }
+            eprintln!("{}", cli::clap_one_line(&e));
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(args) => match args.resolve() {
+            Ok(serve) => runtime.block_on(serve::serve(serve)),
+            Err(cli::UsageError(msg)) => {
+                eprintln!("error: {msg}");
+                return ExitCode::from(2);
+            }
+        },
+        Command::Pub(args) => runtime.block_on(client::publish(args)),
+        Command::Sub(args) => runtime.block_on(client::subscribe(args)),
+        Command::Agent(args) => runtime.block_on(client::agent(args)),
+        Command::Token(_) => {
+            eprintln!("error: tether token is not supported by this build yet (JWT auth is not implemented)");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

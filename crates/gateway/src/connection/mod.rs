@@ -1,0 +1,211 @@
+//! One WebSocket connection: a reader loop (frames in, heartbeat deadline, size
+//! limit) and a writer task (the bounded outbound queue out, close frames).
+//!
+//! **Invariant:** only the writer touches the socket's sending half, so a close
+//! code asked for anywhere (slow consumer, heartbeat, rate, shutdown) goes out as
+//! the last frame, once.
+
+pub mod outbound;
+pub mod ratelimit;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tether_protocol::server::Welcome;
+use tether_protocol::{CloseCode, PROTOCOL_VERSION};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{now_ms, random_id};
+use crate::handlers::Session;
+use crate::metrics::Sent;
+use crate::state::{Gateway, IpSlot};
+use outbound::ConnHandle;
+
+/// How long the writer tries to deliver a close frame to a peer that is not
+/// reading before it drops the TCP connection.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the reader waits for the peer's answer to a close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Most queued frames written before one flush.
+const WRITE_BATCH: usize = 64;
+
+/// Who is connecting, as the upgrade request said.
+pub struct Peer {
+    /// `client_id` query parameter (auth off), already validated.
+    pub client_id: Option<String>,
+    /// Remote address, for logs.
+    pub addr: std::net::SocketAddr,
+}
+
+/// Serves one upgraded connection until it closes.
+pub async fn serve(socket: WebSocket, gw: Arc<Gateway>, peer: Peer, _slot: IpSlot) {
+    let session = random_id("");
+    let (conn, rx) = ConnHandle::new(
+        gw.next_conn_id(),
+        session.clone(),
+        gw.config.outbound_queue,
+        gw.metrics.clone(),
+    );
+    let principal = peer.client_id.unwrap_or_else(|| session.clone());
+    gw.metrics.connections.inc();
+    tracing::info!(session = %session, peer = %peer.addr, principal = %principal, "connection open");
+
+    let welcome = Welcome {
+        session: session.clone(),
+        node: gw.config.node_id.clone(),
+        protocol: PROTOCOL_VERSION,
+        heartbeat_interval_ms: gw.config.heartbeat_interval.as_millis() as u64,
+        heartbeat_timeout_ms: gw.config.heartbeat_timeout.as_millis() as u64,
+        max_message_bytes: gw.config.max_message_bytes as u64,
+        server_time: now_ms(),
+    };
+    conn.send(
+        Sent::Welcome,
+        serde_json::json!({"type": "welcome", "data": welcome}).to_string(),
+    );
+
+    let (sink, stream) = socket.split();
+    let reader_done = CancellationToken::new();
+    let writer = tokio::spawn(write_loop(
+        sink,
+        rx,
+        conn.clone(),
+        gw.clone(),
+        reader_done.clone(),
+    ));
+
+    let mut s = Session::new(gw.clone(), conn.clone(), principal);
+    let reason = read_loop(stream, &mut s, &gw).await;
+    s.cleanup().await;
+    reader_done.cancel();
+    let _ = writer.await;
+    gw.metrics.connections.dec();
+    let code = conn.close_code().map(|c| c.code());
+    tracing::info!(session = %session, reason = %reason, close_code = ?code, "connection closed");
+}
+
+async fn read_loop(mut stream: SplitStream<WebSocket>, s: &mut Session, gw: &Gateway) -> String {
+    let idle_limit = gw.config.heartbeat_interval + gw.config.heartbeat_timeout;
+    let mut deadline = Instant::now() + idle_limit;
+    let conn = s.conn().clone();
+    loop {
+        tokio::select! {
+            biased;
+            code = conn.close_requested() => {
+                // Let the peer answer the close frame (bounded), discarding input.
+                let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                    while let Some(Ok(m)) = stream.next().await {
+                        if matches!(m, Message::Close(_)) {
+                            break;
+                        }
+                    }
+                })
+                .await;
+                return format!("closed by the gateway ({})", code.reason());
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                conn.close(CloseCode::HeartbeatTimeout);
+                return "heartbeat deadline missed".into();
+            }
+            msg = stream.next() => {
+                let msg = match msg {
+                    None => return "peer went away".into(),
+                    Some(Err(e)) => return read_error(&conn, e),
+                    Some(Ok(m)) => m,
+                };
+                deadline = Instant::now() + idle_limit;
+                match msg {
+                    Message::Text(text) => {
+                        gw.metrics.bytes_received.inc_by(text.len() as u64);
+                        s.on_text(text.as_str()).await;
+                    }
+                    Message::Binary(b) => {
+                        gw.metrics.bytes_received.inc_by(b.len() as u64);
+                        s.on_binary();
+                    }
+                    Message::Ping(_) | Message::Pong(_) => {}
+                    Message::Close(_) => {} // the stream ends after the reply
+                }
+            }
+        }
+    }
+}
+
+fn read_error(conn: &ConnHandle, e: axum::Error) -> String {
+    let inner = e.into_inner();
+    if let Some(tungstenite::Error::Capacity(c)) = inner.downcast_ref::<tungstenite::Error>() {
+        tracing::warn!(session = %conn.session(), "rejected frame: {c}");
+        conn.close(CloseCode::MessageTooBig);
+        return format!("frame too large: {c}");
+    }
+    format!("read error: {inner}")
+}
+
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Utf8Bytes>,
+    conn: ConnHandle,
+    gw: Arc<Gateway>,
+    reader_done: CancellationToken,
+) {
+    let metrics = gw.metrics.clone();
+    loop {
+        let code = tokio::select! {
+            biased;
+            code = conn.close_requested() => code,
+            _ = gw.draining.cancelled() => {
+                conn.close(CloseCode::GoingAway);
+                continue;
+            }
+            _ = reader_done.cancelled() => return,
+            frame = rx.recv() => {
+                let Some(frame) = frame else { return };
+                let write = async {
+                    let mut bytes = frame.len();
+                    sink.feed(Message::Text(frame)).await?;
+                    for _ in 1..WRITE_BATCH {
+                        match rx.try_recv() {
+                            Ok(f) => {
+                                bytes += f.len();
+                                sink.feed(Message::Text(f)).await?;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    sink.flush().await?;
+                    Ok::<usize, axum::Error>(bytes)
+                };
+                tokio::select! {
+                    r = write => match r {
+                        Ok(bytes) => {
+                            metrics.bytes_sent.inc_by(bytes as u64);
+                            continue;
+                        }
+                        Err(_) => return,
+                    },
+                    code = conn.close_requested() => code,
+                    _ = reader_done.cancelled() => return,
+                }
+            }
+        };
+        // Whatever was still queued is dropped: the close frame goes out next.
+        metrics.close(code.code());
+        let close = Message::Close(Some(CloseFrame {
+            code: code.code(),
+            reason: code.reason().into(),
+        }));
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            sink.send(close).await?;
+            // Give the peer a moment to answer the close before dropping TCP.
+            reader_done.cancelled().await;
+            Ok::<(), axum::Error>(())
+        })
+        .await;
+        return;
+    }
+}

@@ -1,0 +1,229 @@
+//! `/api/v1`: the HTTP twin of the WebSocket for what a Service Worker replays
+//! (`POST /messages`), the agent list and channel history.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+use tether_protocol::client::{parse_message, ClientMessage};
+use tether_protocol::server::error_frame;
+use tether_protocol::validate::{is_valid_channel, is_valid_principal};
+use tether_protocol::ErrorCode;
+use tokio::sync::mpsc;
+
+use crate::clock::now_ms;
+use crate::ledger::{CommandOp, PublishOp, Reply};
+use crate::state::Gateway;
+
+/// Principal of an HTTP request without `client_id` (auth off).
+pub const ANONYMOUS: &str = "anonymous";
+/// Most messages one `POST /api/v1/messages` may carry.
+pub const MAX_HTTP_MESSAGES: usize = 1000;
+/// How long a request waits for the ledger's replies.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default and largest `limit` of the history route.
+const HISTORY_LIMIT: (usize, usize) = (100, 1000);
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Response {
+    json_response(status, error_frame(None, code, message))
+}
+
+/// The principal of a request (auth off): `client_id`, or `anonymous`.
+fn principal(query: &HashMap<String, String>) -> Option<String> {
+    match query.get("client_id") {
+        None => Some(ANONYMOUS.to_owned()),
+        Some(c) if is_valid_principal(c) => Some(c.clone()),
+        Some(_) => None,
+    }
+}
+
+/// `POST /api/v1/messages`: publishes and commands, replies in order.
+pub async fn messages(
+    State(gw): State<Arc<Gateway>>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Body,
+) -> Response {
+    let Some(principal) = principal(&query) else {
+        let msg = "client_id must be 1 to 128 printable ASCII characters";
+        return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, msg);
+    };
+    let limit = gw.config.max_message_bytes.saturating_mul(100);
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            gw.metrics.error(ErrorCode::TooLarge);
+            let msg = format!("body larger than {limit} bytes (max_message_bytes x 100)");
+            return error_response(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge, &msg);
+        }
+    };
+    let items = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Array(items)) if items.len() <= MAX_HTTP_MESSAGES => items,
+        Ok(Value::Array(_)) => {
+            let msg = format!("at most {MAX_HTTP_MESSAGES} messages per request");
+            return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, &msg);
+        }
+        _ => {
+            gw.metrics.error(ErrorCode::BadRequest);
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                "body must be a JSON array of messages",
+            );
+        }
+    };
+    let n = items.len();
+    let mut replies: Vec<Option<String>> = vec![None; n];
+    let (tx, mut rx) = mpsc::channel(n.max(1));
+    let mut waiting = 0;
+    for (i, item) in items.into_iter().enumerate() {
+        let reply = Reply::Http(tx.clone(), i);
+        let queued = match parse_message(item) {
+            Err(e) => Err((e.id, ErrorCode::BadRequest, e.message)),
+            Ok(ClientMessage::Publish { id, channel, data }) => {
+                gw.metrics.received("publish");
+                let op = PublishOp {
+                    principal: principal.clone(),
+                    id: Some(id.clone()),
+                    channel,
+                    data,
+                    from: Some(principal.clone()),
+                    reply: Some(reply),
+                    received: Instant::now(),
+                };
+                gw.ledger
+                    .publish(op)
+                    .await
+                    .map_err(|_| (Some(id), ErrorCode::Overloaded, "shutting down".into()))
+            }
+            Ok(ClientMessage::Command { id, command, data }) => {
+                gw.metrics.received("command");
+                let op = CommandOp {
+                    principal: principal.clone(),
+                    id: id.clone(),
+                    command,
+                    data,
+                    reply,
+                };
+                gw.ledger
+                    .command(op)
+                    .await
+                    .map_err(|_| (Some(id), ErrorCode::Overloaded, "shutting down".into()))
+            }
+            Ok(other) => Err((
+                other.id().map(str::to_owned),
+                ErrorCode::BadRequest,
+                format!(
+                    "`{}` is not accepted over HTTP: send `publish` or a command",
+                    other.type_name()
+                ),
+            )),
+        };
+        match queued {
+            Ok(()) => waiting += 1,
+            Err((id, code, message)) => {
+                gw.metrics.error(code);
+                replies[i] = Some(error_frame(id.as_deref(), code, &message));
+            }
+        }
+    }
+    drop(tx);
+    let deadline = tokio::time::Instant::now() + REPLY_TIMEOUT;
+    while waiting > 0 {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some((i, frame))) => {
+                replies[i] = Some(frame);
+                waiting -= 1;
+            }
+            _ => break,
+        }
+    }
+    let body: Vec<String> = replies
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| error_frame(None, ErrorCode::Internal, "no reply in time; retry"))
+        })
+        .collect();
+    json_response(StatusCode::OK, format!("[{}]", body.join(",")))
+}
+
+/// `GET /api/v1/agents`.
+pub async fn agents(State(gw): State<Arc<Gateway>>) -> Response {
+    json_response(
+        StatusCode::OK,
+        serde_json::to_string(&gw.agents.snapshot()).expect("entries serialize"),
+    )
+}
+
+/// `GET /api/v1/channels/{channel}/history?since=N&limit=M`.
+pub async fn history(
+    State(gw): State<Arc<Gateway>>,
+    Path(channel): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if !is_valid_channel(&channel) {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "bad channel name",
+        );
+    }
+    let number = |key: &str| query.get(key).map(|v| v.parse::<u64>());
+    let since = match number("since") {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                "since must be a non-negative integer",
+            )
+        }
+    };
+    let limit = match number("limit") {
+        None => HISTORY_LIMIT.0,
+        Some(Ok(n)) if n >= 1 => (n as usize).min(HISTORY_LIMIT.1),
+        Some(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                "limit must be an integer from 1 to 1000",
+            )
+        }
+    };
+    let store = gw.store.clone();
+    let ttl = gw.config.retention_for(&channel).history_ttl.as_millis() as u64;
+    let result = tokio::task::spawn_blocking(move || {
+        let seq = store.last_seq(&channel)?;
+        let events =
+            store.read_events(&channel, since, seq, now_ms().saturating_sub(ttl), limit)?;
+        let epoch = store.epoch(&channel);
+        Ok::<_, crate::store::StoreError>((channel, epoch, seq, events))
+    })
+    .await;
+    match result {
+        Ok(Ok((channel, epoch, seq, events))) => {
+            let head = json!({"channel": channel, "epoch": epoch, "seq": seq}).to_string();
+            let frames: Vec<&str> = events.iter().map(|e| e.frame.as_str()).collect();
+            let body = format!(
+                "{},\"events\":[{}]}}",
+                &head[..head.len() - 1],
+                frames.join(",")
+            );
+            json_response(StatusCode::OK, body)
+        }
+        _ => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal,
+            "the store failed; retry",
+        ),
+    }
+}

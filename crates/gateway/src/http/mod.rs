@@ -1,0 +1,153 @@
+//! The HTTP side: the WebSocket upgrade (with the origin allowlist and the
+//! per-IP cap), probes, `/metrics`, the status page, and the `/api/v1` routes.
+
+mod api;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tether_protocol::validate::is_valid_principal;
+
+use crate::connection::{serve, Peer};
+use crate::state::{Gateway, Phase};
+
+/// Bytes tungstenite reads per socket read. Small on purpose: an idle
+/// connection should cost a few KiB, not the 128 KiB default.
+pub const READ_BUFFER: usize = 4 * 1024;
+/// Bytes tungstenite gathers before writing to the socket.
+pub const WRITE_BUFFER: usize = 8 * 1024;
+
+/// The gateway's routes.
+pub fn router(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/ws", get(ws_upgrade))
+        .route("/ws/dashboard", get(ws_upgrade))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/", get(status_page))
+        .route("/api/v1/messages", post(api::messages))
+        .route("/api/v1/agents", get(api::agents))
+        .route("/api/v1/channels/{channel}/history", get(api::history))
+        .with_state(gw)
+}
+
+async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
+    if gw.ready() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        let why = match gw.phase() {
+            Phase::Starting => "starting",
+            Phase::Draining => "draining",
+            Phase::Ready => "store unavailable",
+        };
+        (StatusCode::SERVICE_UNAVAILABLE, why).into_response()
+    }
+}
+
+async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        gw.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn status_page(State(gw): State<Arc<Gateway>>) -> Html<String> {
+    let agents = gw.agents.snapshot();
+    let rows: String = agents
+        .iter()
+        .map(|a| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&a.name),
+                a.status,
+                a.replicas,
+                a.in_flight,
+                a.processed
+            )
+        })
+        .collect();
+    Html(format!(
+        include_str!("status.html"),
+        node = escape(&gw.config.node_id),
+        connections = gw.metrics.connections.get(),
+        uptime = gw.started.elapsed().as_secs(),
+        rows = rows
+    ))
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+async fn ws_upgrade(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let reject = |status: StatusCode, reason: &'static str, message: &'static str| {
+        gw.metrics
+            .rejected_upgrades
+            .with_label_values(&[reason])
+            .inc();
+        tracing::warn!(peer = %addr, reason, "upgrade refused");
+        (status, message).into_response()
+    };
+    if gw.phase() != Phase::Ready {
+        return reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the gateway is not accepting connections",
+        );
+    }
+    if !gw.config.allowed_origins.is_empty() {
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let listed = origin
+                .to_str()
+                .is_ok_and(|o| gw.config.allowed_origins.iter().any(|a| a == o));
+            if !listed {
+                return reject(StatusCode::FORBIDDEN, "origin", "origin not allowed");
+            }
+        }
+    }
+    let client_id = query.get("client_id").cloned();
+    if client_id.as_deref().is_some_and(|c| !is_valid_principal(c)) {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            "client_id",
+            "client_id must be 1 to 128 printable ASCII characters",
+        );
+    }
+    let Some(slot) = gw.take_ip_slot(addr.ip()) else {
+        return reject(
+            StatusCode::TOO_MANY_REQUESTS,
+            "per_ip",
+            "too many connections from this address",
+        );
+    };
+    let max = gw.config.max_message_bytes;
+    let peer = Peer { client_id, addr };
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| {
+            let tracker = gw.connections.clone();
+            tracker.track_future(serve(socket, gw, peer, slot))
+        })
+}

@@ -1,0 +1,746 @@
+//! The ledger: the one writer of the store. It sequences events, deduplicates
+//! `(principal, id)`, records commands and their outcomes, and commits in groups.
+//!
+//! Operations queue up while a commit is in flight; the next commit takes all of
+//! them at once (group commit), so concurrent publishers share one fsync instead
+//! of paying one each. Only after a commit succeeds are its effects released, in
+//! order, to the dispatcher: deliveries to subscribers, then replies. So an `ack`
+//! always means durable, and a subscriber never sees an event that a crash could
+//! take back.
+//!
+//! **Invariant:** seqs are assigned only here, inside the write that stores the
+//! event; a failed write assigns nothing.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::ws::Utf8Bytes;
+use serde_json::{json, Value};
+use tether_protocol::server::{ack_frame, error_frame, event_frame, Event};
+use tether_protocol::validate::inbox_channel;
+use tether_protocol::ErrorCode;
+use tokio::sync::mpsc;
+
+use crate::clock::{now_ms, random_id};
+use crate::config::Config;
+use crate::connection::outbound::ConnHandle;
+use crate::hub::Hub;
+use crate::metrics::{Metrics, Sent};
+use crate::store::{DedupEntry, Outcome, PendingCommand, Store, StoreError, StoreWrite};
+
+/// Most operations in one commit: bounds the latency a single commit adds.
+const MAX_GROUP: usize = 4096;
+/// Committed batches waiting for the dispatcher.
+const DISPATCH_QUEUE: usize = 256;
+
+/// Where a reply goes.
+#[derive(Clone)]
+pub enum Reply {
+    /// A WebSocket connection.
+    Conn(ConnHandle),
+    /// Slot `index` of an HTTP request's reply array.
+    Http(mpsc::Sender<(usize, String)>, usize),
+}
+
+impl Reply {
+    fn send(&self, kind: Sent, frame: String) {
+        match self {
+            Reply::Conn(c) => {
+                c.send(kind, frame);
+            }
+            Reply::Http(tx, i) => {
+                let _ = tx.try_send((*i, frame));
+            }
+        }
+    }
+}
+
+/// A publish (or an event the gateway makes itself, with no `id`).
+pub struct PublishOp {
+    /// Whose `(principal, id)` key this is.
+    pub principal: String,
+    /// The client's id; `None` for gateway-made events (no dedup, no reply).
+    pub id: Option<String>,
+    /// The channel.
+    pub channel: String,
+    /// The payload.
+    pub data: Value,
+    /// The publisher's principal, shown as `from`; `None` for gateway events.
+    pub from: Option<String>,
+    /// Where the ack goes.
+    pub reply: Option<Reply>,
+    /// When the frame arrived, for `tether_publish_ack_seconds`.
+    pub received: Instant,
+}
+
+/// A command from a client.
+pub struct CommandOp {
+    /// The requester.
+    pub principal: String,
+    /// The requester's id.
+    pub id: String,
+    /// The command type.
+    pub command: String,
+    /// Its data.
+    pub data: Value,
+    /// A connection waits for the `result`; HTTP gets `accepted` at once.
+    pub reply: Reply,
+}
+
+/// The end of a command.
+pub struct CompleteOp {
+    /// The task.
+    pub task_id: String,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+enum Op {
+    Publish(PublishOp),
+    Command(CommandOp),
+    Complete(CompleteOp),
+    Sweep,
+    /// Commit what came before, then stop.
+    Stop,
+}
+
+/// Post-commit work, in commit order.
+enum Post {
+    Deliver {
+        channel: String,
+        seq: u64,
+        frame: String,
+    },
+    Reply {
+        to: Reply,
+        kind: Sent,
+        frame: String,
+        received: Option<Instant>,
+    },
+    Wait {
+        task_id: String,
+        waiter: Waiter,
+    },
+    Finish {
+        task_id: String,
+        request_id: String,
+        outcome: Outcome,
+    },
+    Dispatch(PendingCommand),
+}
+
+/// What the dispatcher does after a commit.
+enum Out {
+    Deliver {
+        channel: String,
+        seq: u64,
+        frame: String,
+    },
+    Reply {
+        to: Reply,
+        kind: Sent,
+        frame: String,
+        received: Option<Instant>,
+    },
+}
+
+#[derive(Clone)]
+struct Waiter {
+    to: Reply,
+    request_id: String,
+    duplicate: bool,
+}
+
+/// The ledger's queue was closed: the gateway is shutting down.
+#[derive(Debug, thiserror::Error)]
+#[error("the gateway is shutting down")]
+pub struct Stopped;
+
+/// The handle through which everything writes.
+#[derive(Clone)]
+pub struct Ledger {
+    tx: mpsc::Sender<Op>,
+    healthy: Arc<AtomicBool>,
+}
+
+/// The running writer thread and dispatcher; [`LedgerTasks::join`] waits for
+/// both to drain after every [`Ledger`] handle is dropped.
+pub struct LedgerTasks {
+    writer: std::thread::JoinHandle<()>,
+    dispatcher: tokio::task::JoinHandle<()>,
+}
+
+impl LedgerTasks {
+    /// Waits until every queued operation is committed and dispatched.
+    pub async fn join(self) {
+        let _ = tokio::task::spawn_blocking(move || self.writer.join()).await;
+        let _ = self.dispatcher.await;
+    }
+}
+
+impl Ledger {
+    /// Starts the writer thread and the dispatcher. Accepted commands (new, and
+    /// those pending in the store from before a restart) come out of `dispatch`.
+    pub fn start(
+        store: Arc<dyn Store>,
+        config: Arc<Config>,
+        hub: Arc<Hub>,
+        metrics: Arc<Metrics>,
+        queue: usize,
+    ) -> Result<(Ledger, LedgerTasks, mpsc::UnboundedReceiver<PendingCommand>), StoreError> {
+        let pending = store.pending_commands()?;
+        let (tx, rx) = mpsc::channel(queue);
+        let (out_tx, out_rx) = mpsc::channel(DISPATCH_QUEUE);
+        let (dispatch_tx, dispatch_rx) = mpsc::unbounded_channel();
+        let healthy = Arc::new(AtomicBool::new(true));
+        let pending_count = pending.len();
+        for cmd in pending {
+            let _ = dispatch_tx.send(cmd);
+        }
+        let mut writer = Writer {
+            store,
+            config,
+            metrics: metrics.clone(),
+            healthy: healthy.clone(),
+            waiters: HashMap::new(),
+            pending: pending_count,
+            retry: Vec::new(),
+            out: out_tx,
+            dispatch: dispatch_tx,
+        };
+        let writer = std::thread::Builder::new()
+            .name("tether-ledger".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError(format!("cannot start the ledger thread: {e}")))?;
+        let dispatcher = tokio::spawn(dispatch(out_rx, hub, metrics));
+        Ok((
+            Ledger { tx, healthy },
+            LedgerTasks { writer, dispatcher },
+            dispatch_rx,
+        ))
+    }
+
+    /// Whether the last commit succeeded.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Queues a publish; waits while the ledger's queue is full.
+    pub async fn publish(&self, op: PublishOp) -> Result<(), Stopped> {
+        self.tx.send(Op::Publish(op)).await.map_err(|_| Stopped)
+    }
+
+    /// Queues a gateway-made event without waiting; returns false (and the
+    /// event is dropped) when the queue is full.
+    pub fn publish_now(&self, channel: String, data: Value) -> bool {
+        let op = PublishOp {
+            principal: String::new(),
+            id: None,
+            channel,
+            data,
+            from: None,
+            reply: None,
+            received: Instant::now(),
+        };
+        self.tx.try_send(Op::Publish(op)).is_ok()
+    }
+
+    /// Queues a command.
+    pub async fn command(&self, op: CommandOp) -> Result<(), Stopped> {
+        self.tx.send(Op::Command(op)).await.map_err(|_| Stopped)
+    }
+
+    /// Queues the end of a command.
+    pub async fn complete(&self, op: CompleteOp) -> Result<(), Stopped> {
+        self.tx.send(Op::Complete(op)).await.map_err(|_| Stopped)
+    }
+
+    /// Asks for a retention and dedup sweep.
+    pub fn sweep(&self) {
+        let _ = self.tx.try_send(Op::Sweep);
+    }
+
+    /// Commits everything queued so far, then stops the writer; later
+    /// operations are refused.
+    pub async fn stop(&self) {
+        let _ = self.tx.send(Op::Stop).await;
+    }
+}
+
+struct Writer {
+    store: Arc<dyn Store>,
+    config: Arc<Config>,
+    metrics: Arc<Metrics>,
+    healthy: Arc<AtomicBool>,
+    /// Connections waiting for a command's result, by task id.
+    waiters: HashMap<String, Vec<Waiter>>,
+    /// Commands accepted and not finished.
+    pending: usize,
+    /// Completions whose commit failed, tried again with the next batch.
+    retry: Vec<Op>,
+    out: mpsc::Sender<Vec<Out>>,
+    dispatch: mpsc::UnboundedSender<PendingCommand>,
+}
+
+impl Writer {
+    fn run(&mut self, mut rx: mpsc::Receiver<Op>) {
+        let mut stopping = false;
+        while !stopping {
+            let Some(first) = rx.blocking_recv() else {
+                break;
+            };
+            let mut ops = std::mem::take(&mut self.retry);
+            ops.push(first);
+            while ops.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(op) => ops.push(op),
+                    Err(_) => break,
+                }
+            }
+            if let Some(i) = ops.iter().position(|op| matches!(op, Op::Stop)) {
+                ops.truncate(i);
+                stopping = true;
+                rx.close();
+            }
+            self.commit(ops);
+        }
+        if !self.retry.is_empty() {
+            let ops = std::mem::take(&mut self.retry);
+            self.commit(ops);
+        }
+        tracing::debug!("ledger drained");
+    }
+
+    fn commit(&mut self, ops: Vec<Op>) {
+        let now = now_ms();
+        let result = self.store.write().and_then(|mut w| {
+            let mut posts = Vec::with_capacity(ops.len());
+            let mut new_commands = 0;
+            for op in &ops {
+                self.apply(&mut *w, op, now, &mut new_commands, &mut posts)?;
+            }
+            w.commit()?;
+            Ok(posts)
+        });
+        match result {
+            Ok(posts) => {
+                self.healthy.store(true, Ordering::Relaxed);
+                self.release(posts);
+            }
+            Err(e) => {
+                self.healthy.store(false, Ordering::Relaxed);
+                tracing::error!(error = %e, ops = ops.len(), "store commit failed; answering `internal`");
+                self.fail(ops);
+            }
+        }
+    }
+
+    fn fail(&mut self, ops: Vec<Op>) {
+        let mut outs = Vec::new();
+        for op in ops {
+            match op {
+                Op::Publish(p) => {
+                    if let (Some(to), Some(id)) = (p.reply, p.id) {
+                        let frame =
+                            self.error(Some(&id), ErrorCode::Internal, "the store failed; retry");
+                        outs.push(Out::Reply {
+                            to,
+                            kind: Sent::Error,
+                            frame,
+                            received: None,
+                        });
+                    }
+                }
+                Op::Command(c) => {
+                    let frame =
+                        self.error(Some(&c.id), ErrorCode::Internal, "the store failed; retry");
+                    outs.push(Out::Reply {
+                        to: c.reply,
+                        kind: Sent::Error,
+                        frame,
+                        received: None,
+                    });
+                }
+                Op::Complete(_) => self.retry.push(op),
+                Op::Sweep | Op::Stop => {}
+            }
+        }
+        let _ = self.out.blocking_send(outs);
+    }
+
+    fn apply(
+        &self,
+        w: &mut dyn StoreWrite,
+        op: &Op,
+        now: u64,
+        new_commands: &mut usize,
+        posts: &mut Vec<Post>,
+    ) -> Result<(), StoreError> {
+        match op {
+            Op::Publish(p) => self.apply_publish(w, p, now, posts),
+            Op::Command(c) => self.apply_command(w, c, now, new_commands, posts),
+            Op::Complete(c) => self.apply_complete(w, c, now, posts),
+            Op::Stop => Ok(()),
+            Op::Sweep => {
+                let config = self.config.clone();
+                let stats = w.sweep(now, &move |ch| config.retention_for(ch))?;
+                if stats.events + stats.dedup_keys > 0 {
+                    tracing::debug!(
+                        events = stats.events,
+                        dedup_keys = stats.dedup_keys,
+                        "retention sweep"
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn error(&self, id: Option<&str>, code: ErrorCode, message: &str) -> String {
+        self.metrics.error(code);
+        error_frame(id, code, message)
+    }
+
+    fn expires(&self, now: u64) -> u64 {
+        now + self.config.dedup_window.as_millis() as u64
+    }
+
+    /// Appends one event and returns its seq.
+    fn append(
+        &self,
+        w: &mut dyn StoreWrite,
+        channel: &str,
+        from: Option<&str>,
+        data: &Value,
+        now: u64,
+        posts: &mut Vec<Post>,
+    ) -> Result<(u64, String), StoreError> {
+        let seq = w.last_seq(channel)? + 1;
+        let epoch = self.store.epoch(channel);
+        let event = Event {
+            channel: channel.to_owned(),
+            seq,
+            epoch: epoch.clone(),
+            ts: now,
+            from: from.map(str::to_owned),
+            data: data.clone(),
+        };
+        let frame = event_frame(&event);
+        let retention = self.config.retention_for(channel);
+        let stored = crate::store::StoredEvent {
+            seq,
+            ts: now,
+            frame,
+        };
+        w.append(channel, &stored, retention.history_size)?;
+        posts.push(Post::Deliver {
+            channel: channel.to_owned(),
+            seq,
+            frame: stored.frame,
+        });
+        Ok((seq, epoch))
+    }
+
+    fn apply_publish(
+        &self,
+        w: &mut dyn StoreWrite,
+        p: &PublishOp,
+        now: u64,
+        posts: &mut Vec<Post>,
+    ) -> Result<(), StoreError> {
+        let Some(id) = &p.id else {
+            self.append(w, &p.channel, p.from.as_deref(), &p.data, now, posts)?;
+            return Ok(());
+        };
+        let reply = |frame: String, kind: Sent| Post::Reply {
+            to: p.reply.clone().expect("client publishes have a reply"),
+            kind,
+            frame,
+            received: Some(p.received),
+        };
+        match w.dedup_get(&p.principal, id, now)? {
+            Some(DedupEntry::Published {
+                channel,
+                seq,
+                epoch,
+            }) => {
+                self.metrics.dedup_hits.inc();
+                let data =
+                    json!({"channel": channel, "seq": seq, "epoch": epoch, "duplicate": true});
+                posts.push(reply(ack_frame(id, data), Sent::Ack));
+            }
+            Some(DedupEntry::Command { .. }) => {
+                let frame = self.error(
+                    Some(id),
+                    ErrorCode::BadRequest,
+                    "this id was already used by a command",
+                );
+                posts.push(reply(frame, Sent::Error));
+            }
+            None => {
+                let (seq, epoch) =
+                    self.append(w, &p.channel, p.from.as_deref(), &p.data, now, posts)?;
+                let entry = DedupEntry::Published {
+                    channel: p.channel.clone(),
+                    seq,
+                    epoch: epoch.clone(),
+                };
+                w.dedup_put(&p.principal, id, &entry, self.expires(now))?;
+                let data = json!({"channel": p.channel, "seq": seq, "epoch": epoch});
+                posts.push(reply(ack_frame(id, data), Sent::Ack));
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_command(
+        &self,
+        w: &mut dyn StoreWrite,
+        c: &CommandOp,
+        now: u64,
+        new_commands: &mut usize,
+        posts: &mut Vec<Post>,
+    ) -> Result<(), StoreError> {
+        let http = matches!(c.reply, Reply::Http(..));
+        let accepted = |duplicate: bool| {
+            let data = if duplicate {
+                json!({"accepted": true, "duplicate": true})
+            } else {
+                json!({"accepted": true})
+            };
+            Post::Reply {
+                to: c.reply.clone(),
+                kind: Sent::Ack,
+                frame: ack_frame(&c.id, data),
+                received: None,
+            }
+        };
+        let waiter = |duplicate| Waiter {
+            to: c.reply.clone(),
+            request_id: c.id.clone(),
+            duplicate,
+        };
+        match w.dedup_get(&c.principal, &c.id, now)? {
+            Some(DedupEntry::Command { task_id, outcome }) => {
+                self.metrics.dedup_hits.inc();
+                match (http, outcome) {
+                    (true, _) => posts.push(accepted(true)),
+                    (false, None) => posts.push(Post::Wait {
+                        task_id,
+                        waiter: waiter(true),
+                    }),
+                    (false, Some(o)) => {
+                        let (kind, frame) = result_frame(&c.id, &o, true);
+                        posts.push(Post::Reply {
+                            to: c.reply.clone(),
+                            kind,
+                            frame,
+                            received: None,
+                        });
+                    }
+                }
+            }
+            Some(DedupEntry::Published { .. }) => {
+                let frame = self.error(
+                    Some(&c.id),
+                    ErrorCode::BadRequest,
+                    "this id was already used by a publish",
+                );
+                posts.push(Post::Reply {
+                    to: c.reply.clone(),
+                    kind: Sent::Error,
+                    frame,
+                    received: None,
+                });
+            }
+            None if self.pending + *new_commands >= self.config.max_pending_commands => {
+                let frame = self.error(
+                    Some(&c.id),
+                    ErrorCode::Overloaded,
+                    "too many commands pending; retry later",
+                );
+                posts.push(Post::Reply {
+                    to: c.reply.clone(),
+                    kind: Sent::Error,
+                    frame,
+                    received: None,
+                });
+            }
+            None => {
+                *new_commands += 1;
+                let cmd = PendingCommand {
+                    task_id: random_id("t-"),
+                    principal: c.principal.clone(),
+                    request_id: c.id.clone(),
+                    command: c.command.clone(),
+                    payload: c.data.clone(),
+                    accepted_ms: now,
+                };
+                w.command_put(&cmd)?;
+                let entry = DedupEntry::Command {
+                    task_id: cmd.task_id.clone(),
+                    outcome: None,
+                };
+                w.dedup_put(&c.principal, &c.id, &entry, self.expires(now))?;
+                if http {
+                    posts.push(accepted(false));
+                } else {
+                    posts.push(Post::Wait {
+                        task_id: cmd.task_id.clone(),
+                        waiter: waiter(false),
+                    });
+                }
+                posts.push(Post::Dispatch(cmd));
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_complete(
+        &self,
+        w: &mut dyn StoreWrite,
+        c: &CompleteOp,
+        now: u64,
+        posts: &mut Vec<Post>,
+    ) -> Result<(), StoreError> {
+        let Some(cmd) = w.command_take(&c.task_id)? else {
+            return Ok(()); // already finished (a late result after a timeout)
+        };
+        let entry = DedupEntry::Command {
+            task_id: cmd.task_id.clone(),
+            outcome: Some(c.outcome.clone()),
+        };
+        w.dedup_put(&cmd.principal, &cmd.request_id, &entry, self.expires(now))?;
+        let inbox = inbox_data(&cmd.request_id, &c.outcome);
+        self.append(w, &inbox_channel(&cmd.principal), None, &inbox, now, posts)?;
+        posts.push(Post::Finish {
+            task_id: cmd.task_id,
+            request_id: cmd.request_id,
+            outcome: c.outcome.clone(),
+        });
+        Ok(())
+    }
+
+    fn release(&mut self, posts: Vec<Post>) {
+        let mut outs = Vec::with_capacity(posts.len());
+        for post in posts {
+            match post {
+                Post::Deliver {
+                    channel,
+                    seq,
+                    frame,
+                } => outs.push(Out::Deliver {
+                    channel,
+                    seq,
+                    frame,
+                }),
+                Post::Reply {
+                    to,
+                    kind,
+                    frame,
+                    received,
+                } => outs.push(Out::Reply {
+                    to,
+                    kind,
+                    frame,
+                    received,
+                }),
+                Post::Wait { task_id, waiter } => {
+                    self.waiters.entry(task_id).or_default().push(waiter)
+                }
+                Post::Finish {
+                    task_id,
+                    request_id,
+                    outcome,
+                } => {
+                    self.pending = self.pending.saturating_sub(1);
+                    if let Outcome::Gateway { code, .. } = &outcome {
+                        self.metrics.error(*code);
+                    }
+                    for w in self.waiters.remove(&task_id).unwrap_or_default() {
+                        debug_assert_eq!(w.request_id, request_id);
+                        let (kind, frame) = result_frame(&w.request_id, &outcome, w.duplicate);
+                        outs.push(Out::Reply {
+                            to: w.to,
+                            kind,
+                            frame,
+                            received: None,
+                        });
+                    }
+                }
+                Post::Dispatch(cmd) => {
+                    self.pending += 1;
+                    let _ = self.dispatch.send(cmd);
+                }
+            }
+        }
+        if !outs.is_empty() {
+            let _ = self.out.blocking_send(outs);
+        }
+    }
+}
+
+/// The frame a requester gets for an outcome.
+fn result_frame(id: &str, outcome: &Outcome, duplicate: bool) -> (Sent, String) {
+    let mut v = match outcome {
+        Outcome::Data { data } => json!({"type": "result", "id": id, "data": data}),
+        Outcome::AgentError { code, message } => {
+            json!({"type": "result", "id": id, "error": {"code": code, "message": message}})
+        }
+        Outcome::Gateway { code, message } => {
+            serde_json::from_str(&error_frame(Some(id), *code, message))
+                .expect("error frames are JSON")
+        }
+    };
+    if duplicate {
+        v["duplicate"] = true.into();
+    }
+    let kind = if matches!(outcome, Outcome::Gateway { .. }) {
+        Sent::Error
+    } else {
+        Sent::Result
+    };
+    (kind, v.to_string())
+}
+
+/// The `data` of the inbox event for an outcome.
+fn inbox_data(id: &str, outcome: &Outcome) -> Value {
+    match outcome {
+        Outcome::Data { data } => json!({"kind": "result", "id": id, "data": data}),
+        Outcome::AgentError { code, message } => {
+            json!({"kind": "result", "id": id, "error": {"code": code, "message": message}})
+        }
+        Outcome::Gateway { code, message } => json!({"kind": "result", "id": id,
+            "error": {"code": code, "message": message, "retryable": code.retryable()}}),
+    }
+}
+
+/// Releases committed work in commit order: deliveries and replies.
+async fn dispatch(mut rx: mpsc::Receiver<Vec<Out>>, hub: Arc<Hub>, metrics: Arc<Metrics>) {
+    while let Some(outs) = rx.recv().await {
+        for out in outs {
+            match out {
+                Out::Deliver {
+                    channel,
+                    seq,
+                    frame,
+                } => hub.deliver(&channel, seq, &Utf8Bytes::from(frame)),
+                Out::Reply {
+                    to,
+                    kind,
+                    frame,
+                    received,
+                } => {
+                    if let Some(t) = received {
+                        metrics
+                            .publish_ack_seconds
+                            .observe(t.elapsed().as_secs_f64());
+                    }
+                    to.send(kind, frame);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Prometheus metrics of one gateway node (`GET /metrics`, text format 0.0.4).
+//!
+//! Hot paths hold pre-resolved counters (no label lookups per delivery); the
+//! fan-out adds its deliveries in one `inc_by` per event.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+use tether_protocol::ErrorCode;
+
+/// Kinds of frames the gateway sends, for `tether_frames_sent_total{type}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    Welcome,
+    Pong,
+    Ack,
+    Error,
+    Event,
+    AgentStatus,
+    SystemMetrics,
+    Result,
+    Task,
+}
+
+impl Sent {
+    const ALL: [Sent; 9] = [
+        Sent::Welcome,
+        Sent::Pong,
+        Sent::Ack,
+        Sent::Error,
+        Sent::Event,
+        Sent::AgentStatus,
+        Sent::SystemMetrics,
+        Sent::Result,
+        Sent::Task,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Sent::Welcome => "welcome",
+            Sent::Pong => "pong",
+            Sent::Ack => "ack",
+            Sent::Error => "error",
+            Sent::Event => "event",
+            Sent::AgentStatus => "agent_status",
+            Sent::SystemMetrics => "system_metrics",
+            Sent::Result => "result",
+            Sent::Task => "task",
+        }
+    }
+}
+
+/// Every metric of the node.
+pub struct Metrics {
+    registry: Registry,
+    /// Open WebSocket connections.
+    pub connections: IntGauge,
+    received: IntCounterVec,
+    /// All received frames (unregistered; feeds `messages_in_per_s`).
+    received_all: IntCounter,
+    sent: Vec<IntCounter>,
+    /// Bytes of frames received.
+    pub bytes_received: IntCounter,
+    /// Bytes of frames written to sockets.
+    pub bytes_sent: IntCounter,
+    errors: IntCounterVec,
+    /// Publish accepted → durable ack sent.
+    pub publish_ack_seconds: Histogram,
+    /// Events handed to subscribers.
+    pub deliveries: IntCounter,
+    /// Publishes and commands recognised as duplicates.
+    pub dedup_hits: IntCounter,
+    recoveries: IntCounterVec,
+    /// Connections closed with 1013 for a full outbound queue.
+    pub slow_consumer_closes: IntCounter,
+    /// Agents with at least one replica.
+    pub agents: IntGauge,
+    tasks: IntCounterVec,
+    closes: IntCounterVec,
+    /// Upgrades refused (per-IP cap, origin, draining).
+    pub rejected_upgrades: IntCounterVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let reg = |c: Box<dyn prometheus::core::Collector>| {
+            registry.register(c).expect("unique metric names")
+        };
+        let connections =
+            IntGauge::new("tether_connections", "Open WebSocket connections").expect("valid");
+        reg(Box::new(connections.clone()));
+        let received = IntCounterVec::new(
+            Opts::new(
+                "tether_frames_received_total",
+                "Frames received, by type (commands as `command`)",
+            ),
+            &["type"],
+        )
+        .expect("valid");
+        reg(Box::new(received.clone()));
+        let sent_vec = IntCounterVec::new(
+            Opts::new("tether_frames_sent_total", "Frames sent, by type"),
+            &["type"],
+        )
+        .expect("valid");
+        reg(Box::new(sent_vec.clone()));
+        let sent = Sent::ALL
+            .iter()
+            .map(|k| sent_vec.with_label_values(&[k.label()]))
+            .collect();
+        let bytes_received =
+            IntCounter::new("tether_bytes_received_total", "Bytes of frames received")
+                .expect("valid");
+        reg(Box::new(bytes_received.clone()));
+        let bytes_sent =
+            IntCounter::new("tether_bytes_sent_total", "Bytes of frames sent").expect("valid");
+        reg(Box::new(bytes_sent.clone()));
+        let errors = IntCounterVec::new(
+            Opts::new("tether_errors_total", "Error frames sent, by code"),
+            &["code"],
+        )
+        .expect("valid");
+        reg(Box::new(errors.clone()));
+        for code in ErrorCode::ALL {
+            errors.with_label_values(&[code.as_str()]);
+        }
+        let publish_ack_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "tether_publish_ack_seconds",
+                "Publish received to durable ack",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+        )
+        .expect("valid");
+        reg(Box::new(publish_ack_seconds.clone()));
+        let deliveries = IntCounter::new("tether_deliveries_total", "Events queued to subscribers")
+            .expect("valid");
+        reg(Box::new(deliveries.clone()));
+        let dedup_hits = IntCounter::new(
+            "tether_dedup_hits_total",
+            "Duplicate publishes and commands",
+        )
+        .expect("valid");
+        reg(Box::new(dedup_hits.clone()));
+        let recoveries = IntCounterVec::new(
+            Opts::new(
+                "tether_recoveries_total",
+                "Subscribes with `since`, by outcome",
+            ),
+            &["outcome"],
+        )
+        .expect("valid");
+        reg(Box::new(recoveries.clone()));
+        for o in ["recovered", "not_recovered"] {
+            recoveries.with_label_values(&[o]);
+        }
+        let slow_consumer_closes = IntCounter::new(
+            "tether_slow_consumer_closes_total",
+            "Connections closed as slow consumers",
+        )
+        .expect("valid");
+        reg(Box::new(slow_consumer_closes.clone()));
+        let agents =
+            IntGauge::new("tether_agents", "Agents with at least one replica").expect("valid");
+        reg(Box::new(agents.clone()));
+        let tasks = IntCounterVec::new(
+            Opts::new("tether_tasks_total", "Finished commands, by outcome"),
+            &["outcome"],
+        )
+        .expect("valid");
+        reg(Box::new(tasks.clone()));
+        for o in ["ok", "agent_error", "no_handler", "timeout", "redelivered"] {
+            tasks.with_label_values(&[o]);
+        }
+        let closes = IntCounterVec::new(
+            Opts::new(
+                "tether_connection_closes_total",
+                "Connections closed by the gateway, by close code",
+            ),
+            &["code"],
+        )
+        .expect("valid");
+        reg(Box::new(closes.clone()));
+        let rejected_upgrades = IntCounterVec::new(
+            Opts::new(
+                "tether_rejected_upgrades_total",
+                "Upgrades refused, by reason",
+            ),
+            &["reason"],
+        )
+        .expect("valid");
+        reg(Box::new(rejected_upgrades.clone()));
+        Metrics {
+            registry,
+            connections,
+            received,
+            received_all: IntCounter::new("received_all", "internal").expect("valid"),
+            sent,
+            bytes_received,
+            bytes_sent,
+            errors,
+            publish_ack_seconds,
+            deliveries,
+            dedup_hits,
+            recoveries,
+            slow_consumer_closes,
+            agents,
+            tasks,
+            closes,
+            rejected_upgrades,
+        }
+    }
+
+    /// Counts a received frame of `type` (`command`, `invalid` for others).
+    pub fn received(&self, ty: &str) {
+        self.received.with_label_values(&[ty]).inc();
+        self.received_all.inc();
+    }
+
+    /// Counts `n` sent frames of a kind.
+    pub fn sent(&self, kind: Sent, n: u64) {
+        self.sent[kind as usize].inc_by(n);
+    }
+
+    /// Counts an error frame.
+    pub fn error(&self, code: ErrorCode) {
+        self.errors.with_label_values(&[code.as_str()]).inc();
+    }
+
+    /// Counts a recovery attempt.
+    pub fn recovery(&self, recovered: bool) {
+        let o = if recovered {
+            "recovered"
+        } else {
+            "not_recovered"
+        };
+        self.recoveries.with_label_values(&[o]).inc();
+    }
+
+    /// Counts a finished command (`ok`, `agent_error`, `no_handler`, `timeout`) or
+    /// a redelivery.
+    pub fn task(&self, outcome: &str) {
+        self.tasks.with_label_values(&[outcome]).inc();
+    }
+
+    /// Counts a close the gateway initiated.
+    pub fn close(&self, code: u16) {
+        self.closes.with_label_values(&[&code.to_string()]).inc();
+    }
+
+    /// Total frames received and sent so far (for the per-second rates).
+    pub fn frame_totals(&self) -> (u64, u64) {
+        let sent: u64 = self.sent.iter().map(IntCounter::get).sum();
+        (self.received_all.get(), sent)
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("encoding to a Vec cannot fail");
+        String::from_utf8(buf).expect("exposition is UTF-8")
+    }
+}

@@ -1,0 +1,165 @@
+//! Durable state behind the gateway: channel history and seqs, deduplication
+//! keys, and pending commands.
+//!
+//! **Boundary:** the store never sees a WebSocket, a task or a clock of its own;
+//! it stores what the ledger hands it and answers reads. [`Store`] is the seam
+//! for other engines (Redis comes with scale-out); [`embedded::EmbeddedStore`]
+//! is the default, on redb.
+//!
+//! **Invariant:** a [`StoreWrite`] is all-or-nothing: after `commit` returns `Ok`
+//! every change in it is on disk and survives `kill -9`; after an error none is.
+
+pub mod embedded;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tether_protocol::ErrorCode;
+
+use crate::config::Retention;
+
+/// A store failure. The ledger answers the affected requests with `internal`
+/// (retryable) and `/readyz` turns 503 until a write succeeds again.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("store: {0}")]
+pub struct StoreError(pub String);
+
+impl<E: Into<redb::Error>> From<E> for StoreError {
+    fn from(e: E) -> Self {
+        StoreError(e.into().to_string())
+    }
+}
+
+/// One retained event: its seq, accept time and encoded `event` frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Position in the channel.
+    pub seq: u64,
+    /// Accept time, ms since the Unix epoch (for `history_ttl`).
+    pub ts: u64,
+    /// The complete `event` frame text, as sent to subscribers.
+    pub frame: String,
+}
+
+/// How a command ended, as remembered for duplicates and sent to the inbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The agent answered with data.
+    Data { data: Value },
+    /// The agent answered with an error.
+    AgentError { code: String, message: String },
+    /// The gateway gave up (`no_handler`, `timeout`, ...).
+    Gateway { code: ErrorCode, message: String },
+}
+
+/// What a `(principal, id)` key remembers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DedupEntry {
+    /// A publish, with its original ack.
+    Published {
+        channel: String,
+        seq: u64,
+        epoch: String,
+    },
+    /// A command: its task, and its outcome once there is one.
+    Command {
+        task_id: String,
+        outcome: Option<Outcome>,
+    },
+}
+
+/// A command accepted and not yet finished.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingCommand {
+    /// The gateway's task id (`t-…`), stable across redeliveries and restarts.
+    pub task_id: String,
+    /// Who sent it.
+    pub principal: String,
+    /// The requester's `id`.
+    pub request_id: String,
+    /// The command type.
+    pub command: String,
+    /// The command's `data`.
+    pub payload: Value,
+    /// When it was accepted, ms since the Unix epoch.
+    pub accepted_ms: u64,
+}
+
+/// What a retention sweep removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepStats {
+    /// Events past their channel's size or age.
+    pub events: u64,
+    /// Expired deduplication keys.
+    pub dedup_keys: u64,
+}
+
+/// Reads, and the start of writes. Reads see only committed data and may run
+/// concurrently with a write.
+pub trait Store: Send + Sync + 'static {
+    /// The epoch of `channel`. The embedded store has one epoch for all channels:
+    /// it changes only when the data directory is lost, which is exactly when
+    /// history is lost.
+    fn epoch(&self, channel: &str) -> String;
+    /// The last committed seq of `channel` (0 if none).
+    fn last_seq(&self, channel: &str) -> Result<u64, StoreError>;
+    /// Events with `after < seq <= upto` and `ts >= not_before_ms`, oldest first,
+    /// at most `limit`.
+    fn read_events(
+        &self,
+        channel: &str,
+        after: u64,
+        upto: u64,
+        not_before_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The seq of the oldest retained event with `ts >= not_before_ms`.
+    fn first_retained(&self, channel: &str, not_before_ms: u64) -> Result<Option<u64>, StoreError>;
+    /// Every pending command, oldest first.
+    fn pending_commands(&self) -> Result<Vec<PendingCommand>, StoreError>;
+    /// Starts an all-or-nothing write. Only one runs at a time (the ledger's).
+    fn write(&self) -> Result<Box<dyn StoreWrite>, StoreError>;
+}
+
+/// One all-or-nothing write.
+pub trait StoreWrite {
+    /// The last seq of `channel` as this write sees it.
+    fn last_seq(&mut self, channel: &str) -> Result<u64, StoreError>;
+    /// Appends `event` as the channel's new last event and drops the event that
+    /// falls out of a window of `history_size`.
+    fn append(
+        &mut self,
+        channel: &str,
+        event: &StoredEvent,
+        history_size: u64,
+    ) -> Result<(), StoreError>;
+    /// The live entry for `(principal, id)`, if any was stored before `now_ms`
+    /// minus the window.
+    fn dedup_get(
+        &mut self,
+        principal: &str,
+        id: &str,
+        now_ms: u64,
+    ) -> Result<Option<DedupEntry>, StoreError>;
+    /// Stores `(principal, id)` until `expires_ms`.
+    fn dedup_put(
+        &mut self,
+        principal: &str,
+        id: &str,
+        entry: &DedupEntry,
+        expires_ms: u64,
+    ) -> Result<(), StoreError>;
+    /// Stores a pending command.
+    fn command_put(&mut self, command: &PendingCommand) -> Result<(), StoreError>;
+    /// Removes and returns a pending command.
+    fn command_take(&mut self, task_id: &str) -> Result<Option<PendingCommand>, StoreError>;
+    /// Drops events beyond each channel's retention and expired dedup keys.
+    fn sweep(
+        &mut self,
+        now_ms: u64,
+        retention: &dyn Fn(&str) -> Retention,
+    ) -> Result<SweepStats, StoreError>;
+    /// Makes every change durable, or none.
+    fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}

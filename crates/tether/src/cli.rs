@@ -1,0 +1,430 @@
+//! The command line, parsed in two stages: raw (clap: flags and `TETHER_*`
+//! environment) and validated (layered over the `--config` TOML file and the
+//! defaults into a gateway [`Config`]). Flags win over the environment, the
+//! environment over the file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+use tether_gateway::config::{Retention, RetentionRule};
+use tether_gateway::Config;
+
+/// Tether: a real-time WebSocket gateway with durable channels and agents.
+#[derive(Debug, Parser)]
+#[command(name = "tether", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+    /// Publish one event and print its ack.
+    Pub(PubArgs),
+    /// Print every event of a channel, one JSON line each, until interrupted.
+    Sub(SubArgs),
+    /// Run a demo agent that echoes each task's payload.
+    Agent(AgentArgs),
+    /// Print a signed HS256 token.
+    Token(TokenArgs),
+}
+
+/// `tether serve` flags, before layering. Every one is optional here so that
+/// the file and the defaults can fill what is not given.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML file with any of the flags below (snake_case keys) and `[[channels]]`.
+    #[arg(long, env = "TETHER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to bind (port 0 picks a free port) [default: 127.0.0.1:8001].
+    #[arg(long, env = "TETHER_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Embedded store directory [default: ./tether-data].
+    #[arg(long, env = "TETHER_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Redis URL for running many nodes.
+    #[arg(long, env = "TETHER_REDIS_URL", value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// Node id [default: hostname + random suffix].
+    #[arg(long, env = "TETHER_NODE_ID", value_name = "ID")]
+    pub node_id: Option<String>,
+    /// HS256 secret: auth on.
+    #[arg(long, env = "TETHER_JWT_SECRET", value_name = "SECRET")]
+    pub jwt_secret: Option<String>,
+    /// RS256/ES256 public key (PEM): auth on.
+    #[arg(long, env = "TETHER_JWT_PUBLIC_KEY", value_name = "FILE")]
+    pub jwt_public_key: Option<PathBuf>,
+    /// Origin allowlist for upgrades (repeatable).
+    #[arg(
+        long = "allowed-origin",
+        env = "TETHER_ALLOWED_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub allowed_origin: Option<Vec<String>>,
+    /// Larger frames close with 1009 [default: 65536].
+    #[arg(long, env = "TETHER_MAX_MESSAGE_BYTES", value_name = "N")]
+    pub max_message_bytes: Option<usize>,
+    /// Frames per second per connection [default: 100].
+    #[arg(long, env = "TETHER_RATE_LIMIT", value_name = "N")]
+    pub rate_limit: Option<u32>,
+    /// Burst over the rate [default: 200].
+    #[arg(long, env = "TETHER_RATE_BURST", value_name = "N")]
+    pub rate_burst: Option<u32>,
+    /// Further upgrades from one IP get HTTP 429 [default: 10000].
+    #[arg(long, env = "TETHER_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+    /// [default: 30s]
+    #[arg(long, env = "TETHER_HEARTBEAT_INTERVAL", value_name = "D", value_parser = duration)]
+    pub heartbeat_interval: Option<Duration>,
+    /// [default: 10s]
+    #[arg(long, env = "TETHER_HEARTBEAT_TIMEOUT", value_name = "D", value_parser = duration)]
+    pub heartbeat_timeout: Option<Duration>,
+    /// Events kept per channel [default: 1000].
+    #[arg(long, env = "TETHER_HISTORY_SIZE", value_name = "N")]
+    pub history_size: Option<u64>,
+    /// Oldest event kept [default: 24h].
+    #[arg(long, env = "TETHER_HISTORY_TTL", value_name = "D", value_parser = duration)]
+    pub history_ttl: Option<Duration>,
+    /// (principal, id) deduplication window [default: 24h].
+    #[arg(long, env = "TETHER_DEDUP_WINDOW", value_name = "D", value_parser = duration)]
+    pub dedup_window: Option<Duration>,
+    /// How long a command waits for an agent [default: 5m].
+    #[arg(long, env = "TETHER_COMMAND_TTL", value_name = "D", value_parser = duration)]
+    pub command_ttl: Option<Duration>,
+    /// How long a dispatched task may take [default: 60s].
+    #[arg(long, env = "TETHER_TASK_TIMEOUT", value_name = "D", value_parser = duration)]
+    pub task_timeout: Option<Duration>,
+    /// Push period on channel `system` [default: 5s].
+    #[arg(long, env = "TETHER_SYSTEM_METRICS_INTERVAL", value_name = "D", value_parser = duration)]
+    pub system_metrics_interval: Option<Duration>,
+    /// TLS certificate (PEM).
+    #[arg(long, env = "TETHER_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "TETHER_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Log format on stderr [default: text].
+    #[arg(long, env = "TETHER_LOG_FORMAT", value_name = "FORMAT", value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
+}
+
+/// Connection flags shared by the client subcommands.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// WebSocket URL (`ws://HOST:PORT/ws`; `http://HOST:PORT` means its `/ws`).
+    #[arg(long, env = "TETHER_URL", default_value = "ws://127.0.0.1:8001/ws")]
+    pub url: String,
+    /// Bearer token.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Stable client id (deduplication across reconnects, auth off).
+    #[arg(long = "client-id")]
+    pub client_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PubArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Channel name.
+    pub channel: String,
+    /// The event's data, as JSON.
+    pub json: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SubArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Channel name.
+    pub channel: String,
+    /// Recover events after this seq.
+    #[arg(long)]
+    pub since: Option<u64>,
+    /// The epoch `--since` belongs to.
+    #[arg(long, requires = "since")]
+    pub epoch: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Agent name (replicas share it).
+    #[arg(long)]
+    pub name: String,
+    /// Command type handled (repeatable).
+    #[arg(long = "command", required = true)]
+    pub commands: Vec<String>,
+    /// Tasks at once.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[arg(long)]
+    pub secret: String,
+    #[arg(long)]
+    pub sub: String,
+    #[arg(long)]
+    pub role: Option<String>,
+    #[arg(long, value_delimiter = ',')]
+    pub channels: Option<Vec<String>>,
+    #[arg(long, value_delimiter = ',')]
+    pub publish: Option<Vec<String>>,
+    #[arg(long, value_delimiter = ',')]
+    pub commands: Option<Vec<String>>,
+    #[arg(long, value_parser = duration, default_value = "1h")]
+    pub ttl: Duration,
+}
+
+/// Parses `500ms`, `30s`, `5m`, `24h` (any humantime duration).
+pub fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("not a duration ({e}); use e.g. 500ms, 30s, 5m, 24h"))
+}
+
+/// The `--config` file. Keys are the flags in snake_case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    redis_url: Option<String>,
+    node_id: Option<String>,
+    jwt_secret: Option<String>,
+    jwt_public_key: Option<PathBuf>,
+    allowed_origin: Option<Vec<String>>,
+    max_message_bytes: Option<usize>,
+    rate_limit: Option<u32>,
+    rate_burst: Option<u32>,
+    max_connections_per_ip: Option<usize>,
+    heartbeat_interval: Option<String>,
+    heartbeat_timeout: Option<String>,
+    history_size: Option<u64>,
+    history_ttl: Option<String>,
+    dedup_window: Option<String>,
+    command_ttl: Option<String>,
+    task_timeout: Option<String>,
+    system_metrics_interval: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    log_format: Option<String>,
+    #[serde(default)]
+    channels: Vec<FileChannel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileChannel {
+    pattern: String,
+    history_size: Option<u64>,
+    history_ttl: Option<String>,
+}
+
+/// The validated `serve` settings.
+#[derive(Debug)]
+pub struct Serve {
+    pub listen: SocketAddr,
+    pub config: Config,
+    pub json_logs: bool,
+}
+
+/// A bad value: one line naming it; exit code 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+fn file_duration(key: &str, v: Option<String>) -> Result<Option<Duration>, UsageError> {
+    v.map(|s| {
+        duration(&s).map_err(|e| {
+            UsageError(format!(
+                "invalid value '{s}' for {key} in the config file: {e}"
+            ))
+        })
+    })
+    .transpose()
+}
+
+impl ServeArgs {
+    /// Layers flags/environment over the file over the defaults.
+    pub fn resolve(self) -> Result<Serve, UsageError> {
+        let file = match &self.config {
+            None => FileConfig::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    UsageError(format!("cannot read config file {}: {e}", path.display()))
+                })?;
+                toml::from_str(&text).map_err(|e| {
+                    let msg = e.message().replace('\n', " ");
+                    UsageError(format!("invalid config file {}: {msg}", path.display()))
+                })?
+            }
+        };
+        for (flag, given) in [
+            (
+                "--redis-url",
+                self.redis_url.is_some() || file.redis_url.is_some(),
+            ),
+            (
+                "--jwt-secret",
+                self.jwt_secret.is_some() || file.jwt_secret.is_some(),
+            ),
+            (
+                "--jwt-public-key",
+                self.jwt_public_key.is_some() || file.jwt_public_key.is_some(),
+            ),
+            (
+                "--tls-cert",
+                self.tls_cert.is_some() || file.tls_cert.is_some(),
+            ),
+            (
+                "--tls-key",
+                self.tls_key.is_some() || file.tls_key.is_some(),
+            ),
+        ] {
+            if given {
+                return Err(UsageError(format!(
+                    "{flag} is not supported by this build yet; refusing to start without it rather than ignore it"
+                )));
+            }
+        }
+        let d = Config::default();
+        let listen = match (self.listen, file.listen) {
+            (Some(a), _) => a,
+            (None, Some(s)) => s.parse().map_err(|_| {
+                UsageError(format!("invalid value '{s}' for listen in the config file"))
+            })?,
+            (None, None) => "127.0.0.1:8001".parse().expect("valid default"),
+        };
+        let log_format = self
+            .log_format
+            .or(file.log_format)
+            .unwrap_or_else(|| "text".into());
+        if log_format != "text" && log_format != "json" {
+            return Err(UsageError(format!(
+                "invalid value '{log_format}' for log_format: use text or json"
+            )));
+        }
+        let retention = Retention {
+            history_size: self
+                .history_size
+                .or(file.history_size)
+                .unwrap_or(d.retention.history_size),
+            history_ttl: self
+                .history_ttl
+                .or(file_duration("history_ttl", file.history_ttl)?)
+                .unwrap_or(d.retention.history_ttl),
+        };
+        let mut retention_rules = Vec::new();
+        for c in file.channels {
+            retention_rules.push(RetentionRule {
+                retention: Retention {
+                    history_size: c.history_size.unwrap_or(retention.history_size),
+                    history_ttl: file_duration("channels.history_ttl", c.history_ttl)?
+                        .unwrap_or(retention.history_ttl),
+                },
+                pattern: c.pattern,
+            });
+        }
+        let config = Config {
+            node_id: self
+                .node_id
+                .or(file.node_id)
+                .unwrap_or_else(default_node_id),
+            data_dir: self.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
+            max_message_bytes: self
+                .max_message_bytes
+                .or(file.max_message_bytes)
+                .unwrap_or(d.max_message_bytes),
+            rate_limit: self.rate_limit.or(file.rate_limit).unwrap_or(d.rate_limit),
+            rate_burst: self.rate_burst.or(file.rate_burst).unwrap_or(d.rate_burst),
+            max_connections_per_ip: self
+                .max_connections_per_ip
+                .or(file.max_connections_per_ip)
+                .unwrap_or(d.max_connections_per_ip),
+            heartbeat_interval: self
+                .heartbeat_interval
+                .or(file_duration(
+                    "heartbeat_interval",
+                    file.heartbeat_interval,
+                )?)
+                .unwrap_or(d.heartbeat_interval),
+            heartbeat_timeout: self
+                .heartbeat_timeout
+                .or(file_duration("heartbeat_timeout", file.heartbeat_timeout)?)
+                .unwrap_or(d.heartbeat_timeout),
+            retention,
+            retention_rules,
+            dedup_window: self
+                .dedup_window
+                .or(file_duration("dedup_window", file.dedup_window)?)
+                .unwrap_or(d.dedup_window),
+            command_ttl: self
+                .command_ttl
+                .or(file_duration("command_ttl", file.command_ttl)?)
+                .unwrap_or(d.command_ttl),
+            task_timeout: self
+                .task_timeout
+                .or(file_duration("task_timeout", file.task_timeout)?)
+                .unwrap_or(d.task_timeout),
+            system_metrics_interval: self
+                .system_metrics_interval
+                .or(file_duration(
+                    "system_metrics_interval",
+                    file.system_metrics_interval,
+                )?)
+                .unwrap_or(d.system_metrics_interval),
+            allowed_origins: self
+                .allowed_origin
+                .or(file.allowed_origin)
+                .unwrap_or_default(),
+            ..d
+        };
+        config
+            .validate()
+            .map_err(|e| UsageError(format!("invalid value for --{}: {}", e.field, e.reason)))?;
+        Ok(Serve {
+            listen,
+            config,
+            json_logs: log_format == "json",
+        })
+    }
+}
+
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty() && tether_protocol::validate::is_valid_id(h))
+        .unwrap_or_else(|| "tether".into());
+    let suffix = &tether_gateway::clock::random_id("")[..6];
+    format!("{host}-{suffix}")
+}
+
+/// One line for a clap error (bad flag, bad value, missing argument).
+pub fn clap_one_line(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ErrorKind};
+    if e.kind() == ErrorKind::UnknownArgument {
+        if let Some(arg) = e.get(ContextKind::InvalidArg) {
+            return format!("error: unknown flag {arg}");
+        }
+    }
+    let text = e.to_string();
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("error: invalid arguments");
+    if line.starts_with("error:") {
+        line.to_owned()
+    } else {
+        format!("error: {line}")
+    }
+}
