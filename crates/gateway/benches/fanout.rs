@@ -1,1 +1,594 @@
-fn main() {}
+//! End-to-end throughput of the gateway over real WebSockets on loopback.
+//!
+//! Every benchmark starts the real gateway in-process (`tether_gateway::run`)
+//! on `127.0.0.1:0` with a fresh temporary data directory (the embedded store,
+//! fsync on every group commit), then drives it with `tokio-tungstenite`
+//! clients on the same multi-threaded Tokio runtime:
+//!
+//! - `publish/1_publisher`, `publish/16_publishers`: durable publishes
+//!   acknowledged per second. One iteration is [`PUBLISHES_PER_ITER`] acked
+//!   publishes, split evenly across the publishers. Each publisher owns one
+//!   channel (no subscribers, so no fan-out cost) and pipelines: it keeps up to
+//!   [`WINDOW`] publishes unacknowledged in flight. `iters` iterations run as
+//!   one continuous pipelined stream, so the figure is steady-state throughput.
+//! - `fanout/1000_subscribers`: deliveries per second. [`SUBSCRIBERS`]
+//!   connections subscribe to one channel; one publisher (same window)
+//!   publishes [`EVENTS_PER_ITER`] events per iteration; the clock stops when
+//!   every subscriber has received every event. Throughput is events ×
+//!   subscribers.
+//!
+//! Clients check what they get: acks must be acks of their own ids with
+//! contiguous seqs on their channel, and every subscriber must see every seq
+//! in order with no gap. Every read has a timeout ([`READ_TIMEOUT`]) and every
+//! routine a deadline, so a hang or a lost event fails the run instead of
+//! blocking it. Run with `cargo bench -p tether-gateway --bench fanout`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use futures_util::stream::{self, StreamExt};
+use futures_util::SinkExt;
+use serde_json::{json, Value};
+use tether_gateway::Config;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Runtime;
+use tokio::sync::{oneshot, Mutex};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Unacknowledged publishes a publisher keeps in flight.
+const WINDOW: u64 = 64;
+/// Acked publishes per iteration of the publish benchmarks.
+const PUBLISHES_PER_ITER: u64 = 1024;
+/// Subscriber connections of the fan-out benchmark.
+const SUBSCRIBERS: usize = 1000;
+/// Events published per iteration of the fan-out benchmark.
+const EVENTS_PER_ITER: u64 = 100;
+/// Longest wait for any single frame before the run fails.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a connect (TCP + upgrade + welcome) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Deadline of one timed routine: a fixed allowance plus this much per iteration.
+const ROUTINE_BASE: Duration = Duration::from_secs(30);
+const ROUTINE_PER_ITER: Duration = Duration::from_secs(2);
+/// Longest the gateway may take to shut down at the end of a benchmark.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
+/// Connects in flight at once while opening the subscribers.
+const CONNECT_CONCURRENCY: usize = 50;
+
+// ---------------------------------------------------------------------------
+// The gateway under test
+
+struct Gateway {
+    addr: SocketAddr,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), tether_gateway::GatewayError>>,
+    _dir: tempfile::TempDir,
+}
+
+fn bench_config(dir: &std::path::Path) -> Config {
+    Config {
+        node_id: "bench".into(),
+        data_dir: dir.to_path_buf(),
+        // The bench measures the gateway, not its per-connection rate limit.
+        rate_limit: 1_000_000,
+        rate_burst: 1_000_000,
+        // Every client comes from 127.0.0.1.
+        max_connections_per_ip: 10_000,
+        // Subscribers only read; keep the idle deadline (4008) out of the way.
+        heartbeat_interval: Duration::from_secs(3600),
+        ..Config::default()
+    }
+}
+
+async fn start_gateway() -> Gateway {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let (shutdown, rx) = oneshot::channel::<()>();
+    let config = bench_config(dir.path());
+    let task = tokio::spawn(tether_gateway::run(listener, config, async move {
+        let _ = rx.await;
+    }));
+    Gateway {
+        addr,
+        shutdown,
+        task,
+        _dir: dir,
+    }
+}
+
+impl Gateway {
+    /// Shuts the gateway down; clients must be dropped first.
+    async fn stop(self) {
+        let _ = self.shutdown.send(());
+        match tokio::time::timeout(SHUTDOWN_TIMEOUT, self.task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => panic!("gateway returned an error: {e}"),
+            Ok(Err(e)) => panic!("gateway task panicked: {e}"),
+            Err(_) => panic!("gateway did not shut down within {SHUTDOWN_TIMEOUT:?}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Clients
+
+/// Opens `ws://addr/ws` and reads the `welcome` frame.
+async fn connect(addr: SocketAddr) -> Ws {
+    let url = format!("ws://{addr}/ws");
+    let (mut ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect_async(url))
+        .await
+        .expect("connect timed out")
+        .expect("connect failed");
+    let welcome = next_json(&mut ws, "welcome").await;
+    assert_eq!(welcome["type"], "welcome", "first frame: {welcome}");
+    ws
+}
+
+/// The next text frame (control frames skipped), within [`READ_TIMEOUT`].
+async fn next_text(ws: &mut Ws, what: &str) -> String {
+    loop {
+        let msg = tokio::time::timeout(READ_TIMEOUT, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no frame within {READ_TIMEOUT:?} while waiting for {what}"))
+            .unwrap_or_else(|| panic!("connection ended while waiting for {what}"))
+            .unwrap_or_else(|e| panic!("read error while waiting for {what}: {e}"));
+        match msg {
+            Message::Text(t) => return t.as_str().to_owned(),
+            Message::Close(c) => panic!("closed by the gateway while waiting for {what}: {c:?}"),
+            Message::Binary(_) => panic!("unexpected binary frame while waiting for {what}"),
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+        }
+    }
+}
+
+async fn next_json(ws: &mut Ws, what: &str) -> Value {
+    let text = next_text(ws, what).await;
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON ({e}): {text}"))
+}
+
+async fn send_json(ws: &mut Ws, v: &Value) {
+    tokio::time::timeout(READ_TIMEOUT, ws.send(Message::text(v.to_string())))
+        .await
+        .expect("send timed out")
+        .expect("send failed");
+}
+
+/// Subscribes and returns the channel's current seq from the ack.
+async fn subscribe(ws: &mut Ws, channel: &str) -> u64 {
+    send_json(
+        ws,
+        &json!({"type": "subscribe", "id": "s1", "channel": channel}),
+    )
+    .await;
+    let ack = next_json(ws, "the subscribe ack").await;
+    assert_eq!(ack["type"], "ack", "subscribe reply: {ack}");
+    assert_eq!(ack["id"], "s1", "subscribe reply: {ack}");
+    ack["data"]["seq"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("subscribe ack without seq: {ack}"))
+}
+
+/// One publishing connection on its own principal.
+struct Publisher {
+    ws: Ws,
+    channel: String,
+    /// Next publish id number (ids are `p<n>`, unique per connection).
+    next_id: u64,
+    /// Seq of the last acked publish on `channel` (this connection is its only
+    /// publisher).
+    last_seq: u64,
+}
+
+impl Publisher {
+    async fn open(addr: SocketAddr, channel: String) -> Publisher {
+        Publisher {
+            ws: connect(addr).await,
+            channel,
+            next_id: 0,
+            last_seq: 0,
+        }
+    }
+
+    fn frame(&self, id: u64) -> Message {
+        Message::text(
+            json!({
+                "type": "publish",
+                "id": format!("p{id}"),
+                "channel": self.channel,
+                "data": {"n": id, "body": "benchmark payload of some sixty-four bytes...."},
+            })
+            .to_string(),
+        )
+    }
+
+    /// Publishes `n` events, keeping up to [`WINDOW`] unacked, and returns once
+    /// all `n` are acknowledged. Acks must come in order with contiguous seqs.
+    async fn publish(&mut self, n: u64) {
+        let first = self.next_id;
+        let end = first + n;
+        let mut sent = first;
+        let mut acked = first;
+        while acked < end {
+            if sent < end && sent - acked < WINDOW {
+                while sent < end && sent - acked < WINDOW {
+                    let frame = self.frame(sent);
+                    self.ws.feed(frame).await.expect("feed publish");
+                    sent += 1;
+                }
+                tokio::time::timeout(READ_TIMEOUT, self.ws.flush())
+                    .await
+                    .expect("flush timed out")
+                    .expect("flush failed");
+            }
+            let what = format!("the ack of p{acked} on {}", self.channel);
+            let reply = next_json(&mut self.ws, &what).await;
+            let expected_id = format!("p{acked}");
+            if reply["type"] != "ack" || reply["id"] != expected_id.as_str() {
+                panic!("expected the ack of {expected_id}, got {reply}");
+            }
+            let data = &reply["data"];
+            let seq = data["seq"].as_u64().unwrap_or_default();
+            if seq != self.last_seq + 1 || data.get("duplicate").is_some() {
+                panic!(
+                    "ack of {expected_id} on {}: expected seq {}, got {reply}",
+                    self.channel,
+                    self.last_seq + 1
+                );
+            }
+            self.last_seq = seq;
+            acked += 1;
+        }
+        self.next_id = end;
+    }
+}
+
+/// One subscribing connection; checks that seqs arrive contiguously.
+struct Subscriber {
+    index: usize,
+    ws: Ws,
+    last_seq: u64,
+}
+
+impl Subscriber {
+    /// Reads exactly `n` events, each the next seq.
+    async fn receive(&mut self, n: u64) {
+        let end = self.last_seq + n;
+        while self.last_seq < end {
+            let what = format!(
+                "event seq {} at subscriber {} ({} of {n} received)",
+                self.last_seq + 1,
+                self.index,
+                n - (end - self.last_seq)
+            );
+            let text = next_text(&mut self.ws, &what).await;
+            let seq = event_seq(&text).unwrap_or_else(|| panic!("not an event: {text}"));
+            if seq != self.last_seq + 1 {
+                panic!(
+                    "subscriber {}: expected seq {}, got {seq} (gap or duplicate): {text}",
+                    self.index,
+                    self.last_seq + 1
+                );
+            }
+            self.last_seq = seq;
+        }
+    }
+}
+
+/// The top-level `seq` of an event frame, without a full JSON parse (the
+/// gateway writes `type`, `channel`, `seq` first), to keep 1000 clients' CPU
+/// from dominating a 2-core machine.
+fn event_seq(text: &str) -> Option<u64> {
+    let rest = text.strip_prefix(r#"{"type":"event","#)?;
+    let at = rest.find(r#""seq":"#)? + r#""seq":"#.len();
+    let digits: &str = &rest[at..];
+    let len = digits.bytes().take_while(u8::is_ascii_digit).count();
+    digits[..len].parse().ok()
+}
+
+fn routine_deadline(iters: u64) -> Duration {
+    ROUTINE_BASE + ROUTINE_PER_ITER * u32::try_from(iters).unwrap_or(u32::MAX)
+}
+
+/// CPU seconds used so far by this process (all threads: gateway and clients),
+/// from `/proc/self/stat`; `None` where that file does not exist.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields overall, in clock ticks (100 per second on Linux).
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// Wall time and process CPU time spent inside timed routines.
+#[derive(Default)]
+struct Usage {
+    wall: Duration,
+    cpu: f64,
+}
+
+impl Usage {
+    fn add(&mut self, wall: Duration, cpu_before: Option<f64>) {
+        self.wall += wall;
+        if let (Some(before), Some(after)) = (cpu_before, process_cpu_seconds()) {
+            self.cpu += after - before;
+        }
+    }
+
+    fn report(&self, name: &str) {
+        let wall = self.wall.as_secs_f64();
+        if wall > 0.0 {
+            eprintln!(
+                "{name}: process CPU while timed: {:.0}% of one core ({:.1} s CPU over {wall:.1} s)",
+                100.0 * self.cpu / wall,
+                self.cpu
+            );
+        }
+    }
+}
+
+/// A few of the gateway's own counters from `GET /metrics`, printed after each
+/// benchmark: server-side ack latency, deliveries, slow-consumer closes, errors.
+async fn report_metrics(addr: SocketAddr, name: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fetch = async {
+        let mut tcp = TcpStream::connect(addr).await.ok()?;
+        let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        tcp.write_all(req.as_bytes()).await.ok()?;
+        let mut body = String::new();
+        tcp.read_to_string(&mut body).await.ok()?;
+        Some(body)
+    };
+    let Ok(Some(body)) = tokio::time::timeout(READ_TIMEOUT, fetch).await else {
+        eprintln!("{name}: could not read /metrics");
+        return;
+    };
+    let value = |metric: &str| -> f64 {
+        body.lines()
+            .filter(|l| l.starts_with(metric) && !l.starts_with('#'))
+            .filter(|l| {
+                let rest = &l[metric.len()..];
+                rest.starts_with(' ') || rest.starts_with('{')
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let acks = value("tether_publish_ack_seconds_count");
+    let ack_sum = value("tether_publish_ack_seconds_sum");
+    let le_10ms = body
+        .lines()
+        .find(|l| l.starts_with("tether_publish_ack_seconds_bucket{le=\"0.01\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    eprintln!(
+        "{name}: gateway metrics: {acks} publish acks, mean receive-to-ack {:.2} ms, {:.0}% within 10 ms; \
+         {} deliveries; {} slow-consumer closes; {} error frames",
+        if acks > 0.0 { 1000.0 * ack_sum / acks } else { 0.0 },
+        if acks > 0.0 { 100.0 * le_10ms / acks } else { 0.0 },
+        value("tether_deliveries_total"),
+        value("tether_slow_consumer_closes_total"),
+        value("tether_errors_total"),
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Benchmarks
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn publish_bench(c: &mut Criterion, rt: &Runtime, publishers: usize, name: &str) {
+    let gateway = rt.block_on(start_gateway());
+    let addr = gateway.addr;
+    let pubs: Vec<Publisher> = rt.block_on(async {
+        let mut v = Vec::with_capacity(publishers);
+        for i in 0..publishers {
+            v.push(Publisher::open(addr, format!("bench-pub-{i}")).await);
+        }
+        v
+    });
+    let pubs = Arc::new(Mutex::new(pubs));
+    let usage = Arc::new(std::sync::Mutex::new(Usage::default()));
+    let per_publisher = PUBLISHES_PER_ITER / publishers as u64;
+    assert_eq!(per_publisher * publishers as u64, PUBLISHES_PER_ITER);
+
+    let mut group = c.benchmark_group("publish");
+    group
+        .sample_size(20)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(3))
+        .measurement_time(Duration::from_secs(10))
+        .throughput(Throughput::Elements(PUBLISHES_PER_ITER));
+    group.bench_function(name, |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            let pubs = pubs.clone();
+            let usage = usage.clone();
+            async move {
+                let mut pubs = pubs.lock().await;
+                let cpu_before = process_cpu_seconds();
+                let n = iters * per_publisher;
+                let run = async {
+                    let start = Instant::now();
+                    let tasks: Vec<JoinHandle<Publisher>> = pubs
+                        .drain(..)
+                        .map(|mut p| {
+                            tokio::spawn(async move {
+                                p.publish(n).await;
+                                p
+                            })
+                        })
+                        .collect();
+                    let mut done = Vec::with_capacity(tasks.len());
+                    for t in tasks {
+                        done.push(t.await.expect("publisher failed"));
+                    }
+                    (start.elapsed(), done)
+                };
+                let (elapsed, done) = tokio::time::timeout(routine_deadline(iters), run)
+                    .await
+                    .unwrap_or_else(|_| panic!("{iters} iterations did not finish in time"));
+                *pubs = done;
+                usage.lock().expect("usage").add(elapsed, cpu_before);
+                elapsed
+            }
+        });
+    });
+    group.finish();
+
+    rt.block_on(async {
+        let pubs = std::mem::take(&mut *pubs.lock().await);
+        let total: u64 = pubs.iter().map(|p| p.last_seq).sum();
+        // Nothing ran when a filter on the command line skipped this benchmark.
+        if total > 0 {
+            eprintln!("publish/{name}: {total} publishes acked in all, every seq contiguous");
+            usage
+                .lock()
+                .expect("usage")
+                .report(&format!("publish/{name}"));
+            report_metrics(addr, &format!("publish/{name}")).await;
+        }
+        drop(pubs);
+        gateway.stop().await;
+    });
+}
+
+fn publish_1(c: &mut Criterion) {
+    let rt = runtime();
+    publish_bench(c, &rt, 1, "1_publisher");
+}
+
+fn publish_16(c: &mut Criterion) {
+    let rt = runtime();
+    publish_bench(c, &rt, 16, "16_publishers");
+}
+
+struct Fanout {
+    publisher: Publisher,
+    subscribers: Vec<Subscriber>,
+}
+
+fn fanout_1000(c: &mut Criterion) {
+    let rt = runtime();
+    let gateway = rt.block_on(start_gateway());
+    let addr = gateway.addr;
+    let channel = "bench-fanout";
+    let setup = Instant::now();
+    let state = rt.block_on(async {
+        let subscribers: Vec<Subscriber> = stream::iter(0..SUBSCRIBERS)
+            .map(|index| async move {
+                let mut ws = connect(addr).await;
+                let last_seq = subscribe(&mut ws, channel).await;
+                Subscriber {
+                    index,
+                    ws,
+                    last_seq,
+                }
+            })
+            .buffer_unordered(CONNECT_CONCURRENCY)
+            .collect()
+            .await;
+        let publisher = Publisher::open(addr, channel.to_owned()).await;
+        Fanout {
+            publisher,
+            subscribers,
+        }
+    });
+    eprintln!(
+        "fanout: {SUBSCRIBERS} subscribers connected and subscribed in {:?}",
+        setup.elapsed()
+    );
+    let state = Arc::new(Mutex::new(state));
+    let usage = Arc::new(std::sync::Mutex::new(Usage::default()));
+
+    let mut group = c.benchmark_group("fanout");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(3))
+        .measurement_time(Duration::from_secs(15))
+        .throughput(Throughput::Elements(EVENTS_PER_ITER * SUBSCRIBERS as u64));
+    group.bench_function("1000_subscribers", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let state = state.clone();
+            let usage = usage.clone();
+            async move {
+                let mut st = state.lock().await;
+                let cpu_before = process_cpu_seconds();
+                let st = &mut *st;
+                let n = iters * EVENTS_PER_ITER;
+                let run = async {
+                    let readers: Vec<JoinHandle<Subscriber>> = st
+                        .subscribers
+                        .drain(..)
+                        .map(|mut s| {
+                            tokio::spawn(async move {
+                                s.receive(n).await;
+                                s
+                            })
+                        })
+                        .collect();
+                    let start = Instant::now();
+                    st.publisher.publish(n).await;
+                    for r in readers {
+                        st.subscribers.push(r.await.expect("subscriber failed"));
+                    }
+                    start.elapsed()
+                };
+                let elapsed = tokio::time::timeout(routine_deadline(iters), run)
+                    .await
+                    .unwrap_or_else(|_| panic!("{iters} iterations did not finish in time"));
+                usage.lock().expect("usage").add(elapsed, cpu_before);
+                elapsed
+            }
+        });
+    });
+    group.finish();
+
+    let Ok(state) = Arc::try_unwrap(state) else {
+        panic!("the fan-out state is still shared after the benchmark");
+    };
+    let Fanout {
+        publisher,
+        subscribers,
+    } = state.into_inner();
+    let published = publisher.last_seq;
+    if let Some(s) = subscribers.iter().find(|s| s.last_seq != published) {
+        panic!(
+            "subscriber {} is at seq {} but {published} events were acked",
+            s.index, s.last_seq
+        );
+    }
+    if published > 0 {
+        eprintln!(
+            "fanout: {published} events, each delivered to all {} subscribers in seq order",
+            subscribers.len()
+        );
+        usage
+            .lock()
+            .expect("usage")
+            .report("fanout/1000_subscribers");
+        rt.block_on(report_metrics(addr, "fanout/1000_subscribers"));
+    }
+    drop((publisher, subscribers));
+    rt.block_on(gateway.stop());
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().without_plots();
+    targets = publish_1, publish_16, fanout_1000
+}
+criterion_main!(benches);

@@ -191,8 +191,9 @@ pub fn parse_frame_value(value: Value) -> Result<Frame, FrameError> {
     if obj.get("type").and_then(Value::as_str) != Some("batch") {
         return parse_object(obj).map(Frame::Single);
     }
-    let id = valid_id(&obj);
-    let id = id.as_deref();
+    // A batch that fails as a whole is answered with id null (the protocol's
+    // Batch section), whatever id it carried.
+    let id = None;
     let Some(Value::Array(items)) = obj.remove("data") else {
         return Err(FrameError::new(
             id,

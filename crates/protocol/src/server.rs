@@ -167,7 +167,8 @@ pub enum ServerMessage {
     /// The outcome of a command.
     Result {
         id: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        /// `Some(Value::Null)` for an explicit `"data": null`.
+        #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
         data: Option<Value>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<ErrorBody>,
@@ -188,6 +189,11 @@ impl ServerMessage {
     pub fn to_text(&self) -> String {
         serde_json::to_string(self).expect("server frames always serialize")
     }
+}
+
+/// Deserializes a present field as `Some`, even when it is `null`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// The `error` frame text.

@@ -70,7 +70,7 @@ impl Agents {
         tokio::spawn(async move {
             while let Some(cmd) = accepted.recv().await {
                 let actions = me.with(|r| r.enqueue(cmd, Instant::now()));
-                me.act(actions).await;
+                me.act_and_rearm(actions).await;
             }
         });
         let me = self.clone();
@@ -115,13 +115,13 @@ impl Agents {
     ) {
         let actions =
             self.with(|r| r.register(conn, name, commands, concurrency, Instant::now(), now_ms()));
-        self.act(actions).await;
+        self.act_and_rearm(actions).await;
     }
 
     /// The connection closed.
     pub async fn disconnected(&self, conn_id: u64) {
         let actions = self.with(|r| r.unregister(conn_id, Instant::now(), now_ms()));
-        self.act(actions).await;
+        self.act_and_rearm(actions).await;
     }
 
     /// Whether `conn_id` is a registered replica.
@@ -137,7 +137,7 @@ impl Agents {
     /// `status`.
     pub async fn status(&self, conn_id: u64, state: AgentState) -> Result<(), Refusal> {
         let actions = self.with(|r| r.set_status(conn_id, state, Instant::now(), now_ms()))?;
-        self.act(actions).await;
+        self.act_and_rearm(actions).await;
         Ok(())
     }
 
@@ -150,14 +150,14 @@ impl Agents {
     ) -> Result<(), Refusal> {
         let actions =
             self.with(|r| r.task_result(conn_id, task_id, outcome, Instant::now(), now_ms()))?;
-        self.act(actions).await;
+        self.act_and_rearm(actions).await;
         Ok(())
     }
 
     /// `task_progress`.
     pub async fn progress(&self, conn_id: u64, task_id: &str, data: Value) -> Result<(), Refusal> {
         let actions = self.with(|r| r.task_progress(conn_id, task_id, data, now_ms()))?;
-        self.act(actions).await;
+        self.act_and_rearm(actions).await;
         Ok(())
     }
 
@@ -204,6 +204,11 @@ impl Agents {
             self.metrics.agents.set(self.online() as i64);
             self.changed.notify_one();
         }
+    }
+
+    /// Acts, then wakes the timer: a deadline may now be earlier.
+    async fn act_and_rearm(&self, actions: Vec<Action>) {
+        self.act(actions).await;
         self.rearm.notify_one();
     }
 }

@@ -193,13 +193,17 @@ async fn write_loop(
                 }
             }
         };
-        // Whatever was still queued is dropped: the close frame goes out next.
+        // A slow consumer's backlog is dropped: the close frame goes out next.
+        // Any other close first delivers what is queued (e.g. the last
+        // `rate_limited` before 4029, or acks before 1001).
         metrics.close(code.code());
-        let close = Message::Close(Some(CloseFrame {
-            code: code.code(),
-            reason: code.reason().into(),
-        }));
+        let close = Message::Close(Some(CloseFrame { code: code.code(), reason: code.reason().into() }));
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            if code != CloseCode::TryAgainLater {
+                while let Ok(frame) = rx.try_recv() {
+                    sink.feed(Message::Text(frame)).await?;
+                }
+            }
             sink.send(close).await?;
             // Give the peer a moment to answer the close before dropping TCP.
             reader_done.cancelled().await;

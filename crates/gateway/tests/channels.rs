@@ -1,0 +1,181 @@
+//! Channels against the real gateway: fan-out order, recovery, dedup, history.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{http_get, TestServer};
+use serde_json::{json, Value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_subscribers_get_a_thousand_events_each_once_in_order() {
+    let server = TestServer::start().await;
+    let mut subs = Vec::new();
+    for _ in 0..3 {
+        let mut c = server.client().await;
+        let ack = c.subscribe("orders").await;
+        assert_eq!(ack["data"]["seq"], 0);
+        subs.push(c);
+    }
+    let mut publisher = server.client().await;
+    // Pipelined: all 1000 publishes are sent before any ack is awaited.
+    for i in 0..1000 {
+        publisher.send(json!({"type": "publish", "id": format!("p{i}"), "channel": "orders", "data": {"n": i}})).await;
+    }
+    for i in 0..1000 {
+        let ack = publisher.reply_to(&format!("p{i}")).await;
+        assert_eq!(ack["type"], "ack");
+        assert_eq!(ack["data"]["seq"], i + 1, "acks carry consecutive seqs");
+    }
+    for c in &mut subs {
+        for i in 0..1000u64 {
+            let e = c.event("orders").await;
+            assert_eq!(e["seq"], i + 1);
+            assert_eq!(e["data"]["n"], i);
+        }
+        let extra = c.maybe(Duration::from_millis(200), |v| v["type"] == "event").await;
+        assert!(extra.is_none(), "no duplicate or extra event: {extra:?}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn recovery_replays_exactly_the_missed_events() {
+    let server = TestServer::start().await;
+    let mut sub = server.client().await;
+    sub.subscribe("feed").await;
+    let mut publisher = server.client().await;
+    for i in 1..=5 {
+        publisher.publish("feed", json!(i)).await;
+    }
+    let mut last = Value::Null;
+    for _ in 1..=5 {
+        last = sub.event("feed").await;
+    }
+    let epoch = last["epoch"].clone();
+    drop(sub);
+    for i in 6..=9 {
+        publisher.publish("feed", json!(i)).await;
+    }
+    let mut back = server.client().await;
+    let ack = back.subscribe_since("feed", json!({"seq": 5, "epoch": epoch})).await;
+    assert_eq!(ack["data"]["recovered"], true);
+    assert_eq!(ack["data"]["seq"], 9);
+    for want in 6..=9 {
+        let e = back.event("feed").await;
+        assert_eq!(e["seq"], want);
+        assert_eq!(e["data"], want);
+    }
+    assert!(back.maybe(Duration::from_millis(200), |v| v["type"] == "event").await.is_none(), "nothing else replayed");
+    // Live events continue after the replay.
+    publisher.publish("feed", json!(10)).await;
+    assert_eq!(back.event("feed").await["seq"], 10);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn seq_zero_without_epoch_replays_everything_retained() {
+    let server = TestServer::start().await;
+    let mut p = server.client().await;
+    for i in 1..=3 {
+        p.publish("all", json!(i)).await;
+    }
+    let mut c = server.client().await;
+    let ack = c.subscribe_since("all", json!({"seq": 0})).await;
+    assert_eq!(ack["data"]["recovered"], true);
+    for want in 1..=3 {
+        assert_eq!(c.event("all").await["seq"], want);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_epoch_or_gap_beyond_retention_is_not_recovered() {
+    let server = TestServer::start_with(|c| c.retention.history_size = 3).await;
+    let mut p = server.client().await;
+    let mut epoch = Value::Null;
+    for i in 1..=6 {
+        epoch = p.publish("short", json!(i)).await["data"]["epoch"].clone();
+    }
+    // Retained: 4, 5, 6. Asking from 1 (wants 2..) is a gap.
+    let mut c = server.client().await;
+    let ack = c.subscribe_since("short", json!({"seq": 1, "epoch": epoch})).await;
+    assert_eq!(ack["data"]["recovered"], false);
+    assert_eq!(ack["data"]["seq"], 6);
+    // From 3 (wants 4..6) is fully retained.
+    let mut d = server.client().await;
+    let ack = d.subscribe_since("short", json!({"seq": 3, "epoch": epoch})).await;
+    assert_eq!(ack["data"]["recovered"], true);
+    assert_eq!(d.event("short").await["seq"], 4);
+    // A wrong epoch, and a seq beyond the current one.
+    let mut e = server.client().await;
+    let ack = e.subscribe_since("short", json!({"seq": 5, "epoch": "not-the-epoch"})).await;
+    assert_eq!(ack["data"]["recovered"], false);
+    let ack = e.subscribe_since("short", json!({"seq": 99, "epoch": epoch})).await;
+    assert_eq!(ack["data"]["recovered"], false);
+    assert!(c.maybe(Duration::from_millis(200), |v| v["type"] == "event").await.is_none(), "no replay");
+    assert!(e.maybe(Duration::from_millis(100), |v| v["type"] == "event").await.is_none(), "no replay");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn duplicate_publish_returns_the_original_ack_and_is_delivered_once() {
+    let server = TestServer::start().await;
+    let mut sub = server.client().await;
+    sub.subscribe("dup").await;
+    let mut p = server.client_as("alice").await;
+    let frame = json!({"type": "publish", "id": "same", "channel": "dup", "data": {"v": 1}});
+    let first = p.request(frame.clone()).await;
+    assert_eq!(first["data"]["seq"], 1);
+    assert!(first["data"].get("duplicate").is_none());
+    let second = p.request(frame.clone()).await;
+    assert_eq!(second["data"]["seq"], 1);
+    assert_eq!(second["data"]["duplicate"], true);
+    // Same principal on a new connection: still a duplicate.
+    let mut again = server.client_as("alice").await;
+    let third = again.request(frame.clone()).await;
+    assert_eq!(third["data"]["duplicate"], true);
+    assert_eq!(third["data"]["seq"], 1);
+    // Another principal with the same id is a new event.
+    let mut bob = server.client_as("bob").await;
+    assert_eq!(bob.request(frame).await["data"]["seq"], 2);
+    assert_eq!(sub.event("dup").await["seq"], 1);
+    let e = sub.event("dup").await;
+    assert_eq!(e["seq"], 2);
+    assert_eq!(e["from"], "bob");
+    assert!(sub.maybe(Duration::from_millis(200), |v| v["type"] == "event").await.is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unsubscribe_stops_events() {
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    c.subscribe("u").await;
+    let ack = c.request(json!({"type": "unsubscribe", "id": "x", "channel": "u"})).await;
+    assert_eq!(ack, json!({"type": "ack", "id": "x", "data": {"channel": "u"}}));
+    let mut p = server.client().await;
+    p.publish("u", json!(1)).await;
+    assert!(c.maybe(Duration::from_millis(200), |v| v["type"] == "event").await.is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn history_route_pages_through_retained_events() {
+    let server = TestServer::start().await;
+    let mut p = server.client().await;
+    for i in 1..=5 {
+        p.publish("h", json!(i)).await;
+    }
+    let (status, body) = http_get(&server.http("/api/v1/channels/h/history?since=2&limit=2")).await;
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["channel"], "h");
+    assert_eq!(v["seq"], 5);
+    let seqs: Vec<u64> = v["events"].as_array().expect("events").iter().map(|e| e["seq"].as_u64().expect("seq")).collect();
+    assert_eq!(seqs, [3, 4]);
+    assert_eq!(v["events"][0]["type"], "event");
+    let (status, _) = http_get(&server.http("/api/v1/channels/bad%20name/history")).await;
+    assert_eq!(status, 400);
+    server.stop().await;
+}
