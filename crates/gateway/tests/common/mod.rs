@@ -241,6 +241,11 @@ impl Client {
         }
     }
 
+    /// Notes a frame read directly from `ws` as an event in `pending`.
+    pub fn count_event(&mut self) {
+        self.pending.push_back(serde_json::json!({"type": "event"}));
+    }
+
     /// Frames received but not consumed.
     pub fn pending(&self) -> &VecDeque<Value> {
         &self.pending
