@@ -18,6 +18,7 @@ pub async fn serve(s: Serve) -> anyhow::Result<()> {
     } else {
         builder.init();
     }
+    let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(s.listen)
         .await
         .with_context(|| format!("cannot bind {}", s.listen))?;
@@ -28,27 +29,29 @@ pub async fn serve(s: Serve) -> anyhow::Result<()> {
         out.flush()?;
     }
     tracing::info!(%addr, node = %s.config.node_id, data_dir = %s.config.data_dir.display(), "gateway started");
-    tether_gateway::run(listener, s.config, shutdown_signal()).await?;
+    tether_gateway::run(listener, s.config, shutdown).await?;
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers SIGTERM and SIGINT handlers now (before the `listening on` line,
+/// so that a signal sent right after it is never missed) and resolves on either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

@@ -1,0 +1,124 @@
+//! The operator interface of the real binary: flags, environment, config file,
+//! exit codes, the `listening on` line, SIGTERM, and the client subcommands.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::{connect, next_json, send, Gateway, BIN};
+
+fn serve_fails(args: &[&str]) -> String {
+    let out = Command::new(BIN).arg("serve").args(args).output().expect("run tether");
+    assert_eq!(out.status.code(), Some(2), "exit code 2 for {args:?}");
+    let stderr = String::from_utf8(out.stderr).expect("utf8");
+    assert_eq!(stderr.lines().count(), 1, "exactly one line on stderr for {args:?}: {stderr:?}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    stderr
+}
+
+#[test]
+fn a_bad_flag_or_value_is_one_line_and_exit_2() {
+    assert_eq!(serve_fails(&["--frobnicate"]).trim(), "error: unknown flag --frobnicate");
+    assert!(serve_fails(&["--rate-limit", "lots"]).contains("--rate-limit"));
+    assert!(serve_fails(&["--heartbeat-interval", "5 parsecs"]).contains("--heartbeat-interval"));
+    assert!(serve_fails(&["--history-size", "0"]).contains("history-size"));
+    assert!(serve_fails(&["--log-format", "xml"]).contains("--log-format"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "frobnicate = 1\n").expect("write");
+    assert!(serve_fails(&["--config", bad.to_str().expect("utf8")]).contains("frobnicate"));
+}
+
+#[tokio::test]
+async fn flags_win_over_environment_over_the_config_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("tether.toml");
+    std::fs::write(
+        &file,
+        "node_id = \"from-file\"\nheartbeat_interval = \"7s\"\nmax_message_bytes = 2048\n\n[[channels]]\npattern = \"orders:*\"\nhistory_size = 2\n",
+    )
+    .expect("write");
+    let gw = Gateway::spawn_env(
+        &dir.path().join("data"),
+        &["--config", file.to_str().expect("utf8"), "--max-message-bytes", "4096"],
+        &[("TETHER_HEARTBEAT_INTERVAL", "8s"), ("TETHER_MAX_MESSAGE_BYTES", "3000")],
+    );
+    let (mut ws, welcome) = connect(&gw.ws()).await;
+    assert_eq!(welcome["data"]["node"], "from-file", "file");
+    assert_eq!(welcome["data"]["heartbeat_interval_ms"], 8000, "environment over file");
+    assert_eq!(welcome["data"]["max_message_bytes"], 4096, "flag over environment");
+    // The per-pattern retention from the file: orders:* keeps 2 events.
+    for i in 0..4 {
+        send(&mut ws, &json!({"type": "publish", "id": format!("p{i}"), "channel": "orders:eu", "data": i})).await;
+        assert_eq!(next_json(&mut ws).await.expect("ack")["type"], "ack");
+    }
+    send(&mut ws, &json!({"type": "subscribe", "id": "s", "channel": "orders:eu", "since": {"seq": 1}})).await;
+    let ack = next_json(&mut ws).await.expect("ack");
+    assert_eq!(ack["data"]["recovered"], false, "seq 2 fell out of a 2-event history: {ack}");
+}
+
+#[test]
+fn sigterm_exits_0_within_10_seconds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = Gateway::spawn(dir.path(), &[]);
+    let status = gw.term(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pub_sub_and_agent_subcommands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = Gateway::spawn(dir.path(), &[]);
+    let http_url = format!("http://{}", gw.addr);
+    let mut sub = std::process::Command::new(BIN)
+        .args(["sub", "--url", &http_url, "news"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sub");
+    // Wait until the subscription exists (the publish would otherwise be live-missed).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let out = Command::new(BIN).args(["pub", "--url", &gw.ws(), "news", "{\"headline\":\"hi\"}"]).output().expect("pub");
+    assert_eq!(out.status.code(), Some(0));
+    let ack: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert_eq!(ack["type"], "ack");
+    assert_eq!(ack["data"]["seq"], 1);
+    let bad = Command::new(BIN).args(["pub", "--url", &gw.ws(), "bad channel", "{}"]).output().expect("pub");
+    assert_ne!(bad.status.code(), Some(0), "a refused publish exits non-zero");
+
+    let stdout = sub.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line).expect("read");
+        line
+    });
+    let line = tokio::time::timeout(Duration::from_secs(10), line).await.expect("sub prints in time").expect("join");
+    let event: Value = serde_json::from_str(&line).expect("event JSON line");
+    assert_eq!(event["type"], "event");
+    assert_eq!(event["data"]["headline"], "hi");
+    let _ = sub.kill();
+    let _ = sub.wait();
+
+    let mut agent = std::process::Command::new(BIN)
+        .args(["agent", "--url", &gw.ws(), "--name", "echoer", "--command", "echo_it"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn agent");
+    let (mut ws, _) = connect(&gw.ws()).await;
+    send(&mut ws, &json!({"type": "echo_it", "id": "e1", "data": {"x": 1}})).await;
+    let result = loop {
+        let v = next_json(&mut ws).await.expect("result");
+        if v["id"] == "e1" {
+            break v;
+        }
+    };
+    assert_eq!(result["type"], "result", "{result}");
+    assert_eq!(result["data"]["echo"], json!({"x": 1}));
+    assert!(result["data"]["processed_at"].as_u64().is_some());
+    let _ = agent.kill();
+    let _ = agent.wait();
+}
