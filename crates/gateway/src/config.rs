@@ -167,10 +167,7 @@ impl Config {
                 return bad("channels.pattern", "must not be empty");
             }
             if rule.retention.history_size == 0 || rule.retention.history_ttl.is_zero() {
-                return bad(
-                    "channels",
-                    "history_size and history_ttl must be above zero",
-                );
+                return bad("channels", "history_size and history_ttl must be above zero");
             }
         }
         if self.outbound_queue == 0 {

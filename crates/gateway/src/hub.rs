@@ -143,13 +143,9 @@ impl Hub {
                             .first_retained(channel, from.not_before_ms)?
                             .is_some_and(|first| first <= from.seq + 1));
                 if recoverable {
-                    replay = self.store.read_events(
-                        channel,
-                        from.seq,
-                        st.seq,
-                        from.not_before_ms,
-                        MAX_REPLAY,
-                    )?;
+                    replay = self
+                        .store
+                        .read_events(channel, from.seq, st.seq, from.not_before_ms, MAX_REPLAY)?;
                     // Retention may have moved between the two reads.
                     let complete = replay.len() as u64 == st.seq - from.seq
                         && replay.first().is_none_or(|e| e.seq == from.seq + 1);
@@ -228,8 +224,8 @@ impl Hub {
 
     /// Number of subscribers of `channel` (for tests and the status page).
     pub fn subscriber_count(&self, channel: &str) -> usize {
-        self.channels.get(channel).map_or(0, |c| {
-            c.state.lock().expect("channel lock").subscribers.len()
-        })
+        self.channels
+            .get(channel)
+            .map_or(0, |c| c.state.lock().expect("channel lock").subscribers.len())
     }
 }

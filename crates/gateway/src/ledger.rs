@@ -215,11 +215,7 @@ impl Ledger {
             .spawn(move || writer.run(rx))
             .map_err(|e| StoreError(format!("cannot start the ledger thread: {e}")))?;
         let dispatcher = tokio::spawn(dispatch(out_rx, hub, metrics));
-        Ok((
-            Ledger { tx, healthy },
-            LedgerTasks { writer, dispatcher },
-            dispatch_rx,
-        ))
+        Ok((Ledger { tx, healthy }, LedgerTasks { writer, dispatcher }, dispatch_rx))
     }
 
     /// Whether the last commit succeeded.
@@ -343,8 +339,7 @@ impl Writer {
             match op {
                 Op::Publish(p) => {
                     if let (Some(to), Some(id)) = (p.reply, p.id) {
-                        let frame =
-                            self.error(Some(&id), ErrorCode::Internal, "the store failed; retry");
+                        let frame = self.error(Some(&id), ErrorCode::Internal, "the store failed; retry");
                         outs.push(Out::Reply {
                             to,
                             kind: Sent::Error,
@@ -354,8 +349,7 @@ impl Writer {
                     }
                 }
                 Op::Command(c) => {
-                    let frame =
-                        self.error(Some(&c.id), ErrorCode::Internal, "the store failed; retry");
+                    let frame = self.error(Some(&c.id), ErrorCode::Internal, "the store failed; retry");
                     outs.push(Out::Reply {
                         to: c.reply,
                         kind: Sent::Error,
@@ -387,11 +381,7 @@ impl Writer {
                 let config = self.config.clone();
                 let stats = w.sweep(now, &move |ch| config.retention_for(ch))?;
                 if stats.events + stats.dedup_keys > 0 {
-                    tracing::debug!(
-                        events = stats.events,
-                        dedup_keys = stats.dedup_keys,
-                        "retention sweep"
-                    );
+                    tracing::debug!(events = stats.events, dedup_keys = stats.dedup_keys, "retention sweep");
                 }
                 Ok(())
             }
@@ -429,11 +419,7 @@ impl Writer {
         };
         let frame = event_frame(&event);
         let retention = self.config.retention_for(channel);
-        let stored = crate::store::StoredEvent {
-            seq,
-            ts: now,
-            frame,
-        };
+        let stored = crate::store::StoredEvent { seq, ts: now, frame };
         w.append(channel, &stored, retention.history_size)?;
         posts.push(Post::Deliver {
             channel: channel.to_owned(),
@@ -461,27 +447,17 @@ impl Writer {
             received: Some(p.received),
         };
         match w.dedup_get(&p.principal, id, now)? {
-            Some(DedupEntry::Published {
-                channel,
-                seq,
-                epoch,
-            }) => {
+            Some(DedupEntry::Published { channel, seq, epoch }) => {
                 self.metrics.dedup_hits.inc();
-                let data =
-                    json!({"channel": channel, "seq": seq, "epoch": epoch, "duplicate": true});
+                let data = json!({"channel": channel, "seq": seq, "epoch": epoch, "duplicate": true});
                 posts.push(reply(ack_frame(id, data), Sent::Ack));
             }
             Some(DedupEntry::Command { .. }) => {
-                let frame = self.error(
-                    Some(id),
-                    ErrorCode::BadRequest,
-                    "this id was already used by a command",
-                );
+                let frame = self.error(Some(id), ErrorCode::BadRequest, "this id was already used by a command");
                 posts.push(reply(frame, Sent::Error));
             }
             None => {
-                let (seq, epoch) =
-                    self.append(w, &p.channel, p.from.as_deref(), &p.data, now, posts)?;
+                let (seq, epoch) = self.append(w, &p.channel, p.from.as_deref(), &p.data, now, posts)?;
                 let entry = DedupEntry::Published {
                     channel: p.channel.clone(),
                     seq,
@@ -627,15 +603,7 @@ impl Writer {
         let mut outs = Vec::with_capacity(posts.len());
         for post in posts {
             match post {
-                Post::Deliver {
-                    channel,
-                    seq,
-                    frame,
-                } => outs.push(Out::Deliver {
-                    channel,
-                    seq,
-                    frame,
-                }),
+                Post::Deliver { channel, seq, frame } => outs.push(Out::Deliver { channel, seq, frame }),
                 Post::Reply {
                     to,
                     kind,
@@ -647,9 +615,7 @@ impl Writer {
                     frame,
                     received,
                 }),
-                Post::Wait { task_id, waiter } => {
-                    self.waiters.entry(task_id).or_default().push(waiter)
-                }
+                Post::Wait { task_id, waiter } => self.waiters.entry(task_id).or_default().push(waiter),
                 Post::Finish {
                     task_id,
                     request_id,
@@ -690,8 +656,7 @@ fn result_frame(id: &str, outcome: &Outcome, duplicate: bool) -> (Sent, String) 
             json!({"type": "result", "id": id, "error": {"code": code, "message": message}})
         }
         Outcome::Gateway { code, message } => {
-            serde_json::from_str(&error_frame(Some(id), *code, message))
-                .expect("error frames are JSON")
+            serde_json::from_str(&error_frame(Some(id), *code, message)).expect("error frames are JSON")
         }
     };
     if duplicate {
@@ -722,11 +687,7 @@ async fn dispatch(mut rx: mpsc::Receiver<Vec<Out>>, hub: Arc<Hub>, metrics: Arc<
     while let Some(outs) = rx.recv().await {
         for out in outs {
             match out {
-                Out::Deliver {
-                    channel,
-                    seq,
-                    frame,
-                } => hub.deliver(&channel, seq, &Utf8Bytes::from(frame)),
+                Out::Deliver { channel, seq, frame } => hub.deliver(&channel, seq, &Utf8Bytes::from(frame)),
                 Out::Reply {
                     to,
                     kind,
@@ -734,9 +695,7 @@ async fn dispatch(mut rx: mpsc::Receiver<Vec<Out>>, hub: Arc<Hub>, metrics: Arc<
                     received,
                 } => {
                     if let Some(t) = received {
-                        metrics
-                            .publish_ack_seconds
-                            .observe(t.elapsed().as_secs_f64());
+                        metrics.publish_ack_seconds.observe(t.elapsed().as_secs_f64());
                     }
                     to.send(kind, frame);
                 }

@@ -71,12 +71,7 @@ pub async fn run(
         metrics.clone(),
         config::DEFAULT_LEDGER_QUEUE,
     )?;
-    let agents = Agents::new(
-        config.command_ttl,
-        config.task_timeout,
-        ledger.clone(),
-        metrics.clone(),
-    );
+    let agents = Agents::new(config.command_ttl, config.task_timeout, ledger.clone(), metrics.clone());
     let system = Arc::new(SystemSampler::new(config.node_id.clone(), metrics.clone()));
     let gw = Arc::new(Gateway::new(
         config.clone(),
@@ -90,11 +85,7 @@ pub async fn run(
 
     let background = CancellationToken::new();
     agents.spawn(accepted, background.clone());
-    system::spawn_pusher(
-        gw.clone(),
-        config.system_metrics_interval,
-        background.clone(),
-    );
+    system::spawn_pusher(gw.clone(), config.system_metrics_interval, background.clone());
     spawn_sweeper(ledger.clone(), background.clone());
 
     if config.allowed_origins.is_empty() {
@@ -130,13 +121,8 @@ pub async fn run(
     server.abort();
     ledger.stop().await;
     drop(gw);
-    if tokio::time::timeout(FLUSH_TIMEOUT, ledger_tasks.join())
-        .await
-        .is_err()
-    {
-        tracing::error!(
-            "store flush timed out; queued operations may be lost (none was acknowledged)"
-        );
+    if tokio::time::timeout(FLUSH_TIMEOUT, ledger_tasks.join()).await.is_err() {
+        tracing::error!("store flush timed out; queued operations may be lost (none was acknowledged)");
     }
     tracing::info!("stopped");
     Ok(())

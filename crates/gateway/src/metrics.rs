@@ -3,10 +3,7 @@
 //! Hot paths hold pre-resolved counters (no label lookups per delivery); the
 //! fan-out adds its deliveries in one `inc_by` per event.
 
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
-};
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 use tether_protocol::ErrorCode;
 
 /// Kinds of frames the gateway sends, for `tether_frames_sent_total{type}`.
@@ -92,11 +89,8 @@ impl Metrics {
     /// Registers every metric.
     pub fn new() -> Metrics {
         let registry = Registry::new();
-        let reg = |c: Box<dyn prometheus::core::Collector>| {
-            registry.register(c).expect("unique metric names")
-        };
-        let connections =
-            IntGauge::new("tether_connections", "Open WebSocket connections").expect("valid");
+        let reg = |c: Box<dyn prometheus::core::Collector>| registry.register(c).expect("unique metric names");
+        let connections = IntGauge::new("tether_connections", "Open WebSocket connections").expect("valid");
         reg(Box::new(connections.clone()));
         let received = IntCounterVec::new(
             Opts::new(
@@ -107,22 +101,16 @@ impl Metrics {
         )
         .expect("valid");
         reg(Box::new(received.clone()));
-        let sent_vec = IntCounterVec::new(
-            Opts::new("tether_frames_sent_total", "Frames sent, by type"),
-            &["type"],
-        )
-        .expect("valid");
+        let sent_vec = IntCounterVec::new(Opts::new("tether_frames_sent_total", "Frames sent, by type"), &["type"])
+            .expect("valid");
         reg(Box::new(sent_vec.clone()));
         let sent = Sent::ALL
             .iter()
             .map(|k| sent_vec.with_label_values(&[k.label()]))
             .collect();
-        let bytes_received =
-            IntCounter::new("tether_bytes_received_total", "Bytes of frames received")
-                .expect("valid");
+        let bytes_received = IntCounter::new("tether_bytes_received_total", "Bytes of frames received").expect("valid");
         reg(Box::new(bytes_received.clone()));
-        let bytes_sent =
-            IntCounter::new("tether_bytes_sent_total", "Bytes of frames sent").expect("valid");
+        let bytes_sent = IntCounter::new("tether_bytes_sent_total", "Bytes of frames sent").expect("valid");
         reg(Box::new(bytes_sent.clone()));
         let errors = IntCounterVec::new(
             Opts::new("tether_errors_total", "Error frames sent, by code"),
@@ -134,30 +122,18 @@ impl Metrics {
             errors.with_label_values(&[code.as_str()]);
         }
         let publish_ack_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "tether_publish_ack_seconds",
-                "Publish received to durable ack",
-            )
-            .buckets(vec![
+            HistogramOpts::new("tether_publish_ack_seconds", "Publish received to durable ack").buckets(vec![
                 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ]),
         )
         .expect("valid");
         reg(Box::new(publish_ack_seconds.clone()));
-        let deliveries = IntCounter::new("tether_deliveries_total", "Events queued to subscribers")
-            .expect("valid");
+        let deliveries = IntCounter::new("tether_deliveries_total", "Events queued to subscribers").expect("valid");
         reg(Box::new(deliveries.clone()));
-        let dedup_hits = IntCounter::new(
-            "tether_dedup_hits_total",
-            "Duplicate publishes and commands",
-        )
-        .expect("valid");
+        let dedup_hits = IntCounter::new("tether_dedup_hits_total", "Duplicate publishes and commands").expect("valid");
         reg(Box::new(dedup_hits.clone()));
         let recoveries = IntCounterVec::new(
-            Opts::new(
-                "tether_recoveries_total",
-                "Subscribes with `since`, by outcome",
-            ),
+            Opts::new("tether_recoveries_total", "Subscribes with `since`, by outcome"),
             &["outcome"],
         )
         .expect("valid");
@@ -171,8 +147,7 @@ impl Metrics {
         )
         .expect("valid");
         reg(Box::new(slow_consumer_closes.clone()));
-        let agents =
-            IntGauge::new("tether_agents", "Agents with at least one replica").expect("valid");
+        let agents = IntGauge::new("tether_agents", "Agents with at least one replica").expect("valid");
         reg(Box::new(agents.clone()));
         let tasks = IntCounterVec::new(
             Opts::new("tether_tasks_total", "Finished commands, by outcome"),
@@ -193,10 +168,7 @@ impl Metrics {
         .expect("valid");
         reg(Box::new(closes.clone()));
         let rejected_upgrades = IntCounterVec::new(
-            Opts::new(
-                "tether_rejected_upgrades_total",
-                "Upgrades refused, by reason",
-            ),
+            Opts::new("tether_rejected_upgrades_total", "Upgrades refused, by reason"),
             &["reason"],
         )
         .expect("valid");
@@ -240,11 +212,7 @@ impl Metrics {
 
     /// Counts a recovery attempt.
     pub fn recovery(&self, recovered: bool) {
-        let o = if recovered {
-            "recovered"
-        } else {
-            "not_recovered"
-        };
+        let o = if recovered { "recovered" } else { "not_recovered" };
         self.recoveries.with_label_values(&[o]).inc();
     }
 

@@ -124,9 +124,6 @@ impl Gateway {
             return None;
         }
         *n += 1;
-        Some(IpSlot {
-            gw: self.clone(),
-            ip,
-        })
+        Some(IpSlot { gw: self.clone(), ip })
     }
 }

@@ -30,11 +30,16 @@ async fn a_command_reaches_an_agent_and_the_result_comes_back_and_to_the_inbox()
     let mut c = server.client_as("carol").await;
     let inbox = c.subscribe("inbox:carol").await;
     assert_eq!(inbox["data"]["seq"], 0);
-    c.send(json!({"type": "process_receipt", "id": "9", "data": {"imageUrl": "x.jpg"}})).await;
+    c.send(json!({"type": "process_receipt", "id": "9", "data": {"imageUrl": "x.jpg"}}))
+        .await;
     let t = task(&mut a).await;
     assert!(t["id"].as_str().is_some_and(|id| id.starts_with("t-")));
-    assert_eq!(t["data"], json!({"command": "process_receipt", "payload": {"imageUrl": "x.jpg"}, "from": "carol"}));
-    a.send(json!({"type": "task_result", "id": t["id"], "data": {"total": 12}})).await;
+    assert_eq!(
+        t["data"],
+        json!({"command": "process_receipt", "payload": {"imageUrl": "x.jpg"}, "from": "carol"})
+    );
+    a.send(json!({"type": "task_result", "id": t["id"], "data": {"total": 12}}))
+        .await;
     let r = c.reply_to("9").await;
     assert_eq!(r, json!({"type": "result", "id": "9", "data": {"total": 12}}));
     let e = c.event("inbox:carol").await;
@@ -42,15 +47,21 @@ async fn a_command_reaches_an_agent_and_the_result_comes_back_and_to_the_inbox()
     assert!(e.get("from").is_none(), "inbox events carry no from");
 
     // A duplicate is not dispatched again and gets the original result.
-    let dup = c.request(json!({"type": "process_receipt", "id": "9", "data": {}})).await;
+    let dup = c
+        .request(json!({"type": "process_receipt", "id": "9", "data": {}}))
+        .await;
     assert_eq!(dup["data"], json!({"total": 12}));
     assert_eq!(dup["duplicate"], true);
-    assert!(a.maybe(Duration::from_millis(200), |v| v["type"] == "task").await.is_none());
+    assert!(a
+        .maybe(Duration::from_millis(200), |v| v["type"] == "task")
+        .await
+        .is_none());
 
     // An agent's error comes back as a result with error.
     c.send(json!({"type": "process_receipt", "id": "10"})).await;
     let t = task(&mut a).await;
-    a.send(json!({"type": "task_result", "id": t["id"], "error": {"code": "blurry", "message": "cannot read"}})).await;
+    a.send(json!({"type": "task_result", "id": t["id"], "error": {"code": "blurry", "message": "cannot read"}}))
+        .await;
     let r = c.reply_to("10").await;
     assert_eq!(r["type"], "result");
     assert_eq!(r["error"]["code"], "blurry");
@@ -90,11 +101,18 @@ async fn an_agent_that_disconnects_mid_task_yields_one_result_via_another_replic
     };
     let again = task(&mut survivor).await;
     assert_eq!(again["id"], first["id"], "redelivered with the same task id");
-    survivor.send(json!({"type": "task_result", "id": again["id"], "data": "done"})).await;
+    survivor
+        .send(json!({"type": "task_result", "id": again["id"], "data": "done"}))
+        .await;
     let r = c.reply_to("job").await;
     assert_eq!(r["data"], "done");
     assert_eq!(c.event("inbox:dave").await["data"]["data"], "done");
-    assert!(c.maybe(Duration::from_millis(300), |v| v["id"] == "job" || v["type"] == "event").await.is_none(), "exactly one result");
+    assert!(
+        c.maybe(Duration::from_millis(300), |v| v["id"] == "job" || v["type"] == "event")
+            .await
+            .is_none(),
+        "exactly one result"
+    );
     server.stop().await;
 }
 
@@ -140,7 +158,12 @@ async fn concurrency_is_never_exceeded_and_commands_wait_for_a_slot() {
     c.send(json!({"type": "one", "id": "a"})).await;
     c.send(json!({"type": "one", "id": "b"})).await;
     let t1 = task(&mut a).await;
-    assert!(a.maybe(Duration::from_millis(200), |v| v["type"] == "task").await.is_none(), "second waits");
+    assert!(
+        a.maybe(Duration::from_millis(200), |v| v["type"] == "task")
+            .await
+            .is_none(),
+        "second waits"
+    );
     let status = c.request(json!({"type": "request_agent_status", "id": "s"})).await;
     assert_eq!(status["data"][0]["status"], "busy");
     a.send(json!({"type": "task_result", "id": t1["id"], "data": 1})).await;
@@ -156,13 +179,16 @@ async fn concurrency_is_never_exceeded_and_commands_wait_for_a_slot() {
 async fn status_and_progress_are_published_on_the_agent_channel() {
     let server = TestServer::start().await;
     let mut watcher = server.client().await;
-    let ack = watcher.request(json!({"type": "subscribe_agent", "id": "sa", "data": {"name": "painter"}})).await;
+    let ack = watcher
+        .request(json!({"type": "subscribe_agent", "id": "sa", "data": {"name": "painter"}}))
+        .await;
     assert_eq!(ack["data"]["channel"], "agent:painter");
     let mut a = agent(&server, "painter", "paint", 1).await;
     let online = watcher.event("agent:painter").await;
     assert_eq!(online["data"]["kind"], "status");
     assert_eq!(online["data"]["status"], "idle");
-    a.send(json!({"type": "status", "data": {"status": "error", "detail": "out of paint"}})).await;
+    a.send(json!({"type": "status", "data": {"status": "error", "detail": "out of paint"}}))
+        .await;
     let err = watcher.event("agent:painter").await;
     assert_eq!(err["data"]["status"], "error");
     a.send(json!({"type": "status", "data": {"status": "idle"}})).await;
@@ -170,13 +196,19 @@ async fn status_and_progress_are_published_on_the_agent_channel() {
     let mut c = server.client().await;
     c.send(json!({"type": "paint", "id": "p"})).await;
     let t = task(&mut a).await;
-    a.send(json!({"type": "task_progress", "id": t["id"], "data": {"percent": 40}})).await;
+    a.send(json!({"type": "task_progress", "id": t["id"], "data": {"percent": 40}}))
+        .await;
     let progress = watcher
         .recv_where(|v| v["type"] == "event" && v["data"]["kind"] == "task_progress")
         .await;
-    assert_eq!(progress["data"], json!({"kind": "task_progress", "task": t["id"], "command": "paint", "data": {"percent": 40}}));
+    assert_eq!(
+        progress["data"],
+        json!({"kind": "task_progress", "task": t["id"], "command": "paint", "data": {"percent": 40}})
+    );
     drop(a);
-    let offline = watcher.recv_where(|v| v["type"] == "event" && v["data"]["status"] == "offline").await;
+    let offline = watcher
+        .recv_where(|v| v["type"] == "event" && v["data"]["status"] == "offline")
+        .await;
     assert_eq!(offline["data"]["replicas"], 0);
     server.stop().await;
 }
@@ -188,11 +220,16 @@ async fn the_agents_channel_and_system_metrics() {
     c.subscribe("agents").await;
     c.subscribe("system").await;
     let _a = agent(&server, "lister", "list", 1).await;
-    let push = c.recv_where(|v| v["channel"] == "agents" && v["data"].as_array().is_some_and(|a| !a.is_empty())).await;
+    let push = c
+        .recv_where(|v| v["channel"] == "agents" && v["data"].as_array().is_some_and(|a| !a.is_empty()))
+        .await;
     assert_eq!(push["data"][0]["name"], "lister");
     let sys = c.event("system").await;
     assert_eq!(sys["data"]["node"], "gw-test");
-    assert!(sys["data"]["memory_bytes"].as_u64().is_some_and(|m| m > 1_000_000), "real memory figure: {sys}");
+    assert!(
+        sys["data"]["memory_bytes"].as_u64().is_some_and(|m| m > 1_000_000),
+        "real memory figure: {sys}"
+    );
     let m = c.request(json!({"type": "request_system_metrics", "id": "m"})).await;
     assert_eq!(m["type"], "system_metrics");
     assert_eq!(m["data"]["connections"], 2);

@@ -20,7 +20,9 @@ async fn three_subscribers_get_a_thousand_events_each_once_in_order() {
     let mut publisher = server.client().await;
     // Pipelined: all 1000 publishes are sent before any ack is awaited.
     for i in 0..1000 {
-        publisher.send(json!({"type": "publish", "id": format!("p{i}"), "channel": "orders", "data": {"n": i}})).await;
+        publisher
+            .send(json!({"type": "publish", "id": format!("p{i}"), "channel": "orders", "data": {"n": i}}))
+            .await;
     }
     for i in 0..1000 {
         let ack = publisher.reply_to(&format!("p{i}")).await;
@@ -66,7 +68,12 @@ async fn recovery_replays_exactly_the_missed_events() {
         assert_eq!(e["seq"], want);
         assert_eq!(e["data"], want);
     }
-    assert!(back.maybe(Duration::from_millis(200), |v| v["type"] == "event").await.is_none(), "nothing else replayed");
+    assert!(
+        back.maybe(Duration::from_millis(200), |v| v["type"] == "event")
+            .await
+            .is_none(),
+        "nothing else replayed"
+    );
     // Live events continue after the replay.
     publisher.publish("feed", json!(10)).await;
     assert_eq!(back.event("feed").await["seq"], 10);
@@ -109,12 +116,24 @@ async fn wrong_epoch_or_gap_beyond_retention_is_not_recovered() {
     assert_eq!(d.event("short").await["seq"], 4);
     // A wrong epoch, and a seq beyond the current one.
     let mut e = server.client().await;
-    let ack = e.subscribe_since("short", json!({"seq": 5, "epoch": "not-the-epoch"})).await;
+    let ack = e
+        .subscribe_since("short", json!({"seq": 5, "epoch": "not-the-epoch"}))
+        .await;
     assert_eq!(ack["data"]["recovered"], false);
     let ack = e.subscribe_since("short", json!({"seq": 99, "epoch": epoch})).await;
     assert_eq!(ack["data"]["recovered"], false);
-    assert!(c.maybe(Duration::from_millis(200), |v| v["type"] == "event").await.is_none(), "no replay");
-    assert!(e.maybe(Duration::from_millis(100), |v| v["type"] == "event").await.is_none(), "no replay");
+    assert!(
+        c.maybe(Duration::from_millis(200), |v| v["type"] == "event")
+            .await
+            .is_none(),
+        "no replay"
+    );
+    assert!(
+        e.maybe(Duration::from_millis(100), |v| v["type"] == "event")
+            .await
+            .is_none(),
+        "no replay"
+    );
     server.stop().await;
 }
 
@@ -143,7 +162,10 @@ async fn duplicate_publish_returns_the_original_ack_and_is_delivered_once() {
     let e = sub.event("dup").await;
     assert_eq!(e["seq"], 2);
     assert_eq!(e["from"], "bob");
-    assert!(sub.maybe(Duration::from_millis(200), |v| v["type"] == "event").await.is_none());
+    assert!(sub
+        .maybe(Duration::from_millis(200), |v| v["type"] == "event")
+        .await
+        .is_none());
     server.stop().await;
 }
 
@@ -152,11 +174,16 @@ async fn unsubscribe_stops_events() {
     let server = TestServer::start().await;
     let mut c = server.client().await;
     c.subscribe("u").await;
-    let ack = c.request(json!({"type": "unsubscribe", "id": "x", "channel": "u"})).await;
+    let ack = c
+        .request(json!({"type": "unsubscribe", "id": "x", "channel": "u"}))
+        .await;
     assert_eq!(ack, json!({"type": "ack", "id": "x", "data": {"channel": "u"}}));
     let mut p = server.client().await;
     p.publish("u", json!(1)).await;
-    assert!(c.maybe(Duration::from_millis(200), |v| v["type"] == "event").await.is_none());
+    assert!(c
+        .maybe(Duration::from_millis(200), |v| v["type"] == "event")
+        .await
+        .is_none());
     server.stop().await;
 }
 
@@ -172,7 +199,12 @@ async fn history_route_pages_through_retained_events() {
     let v: Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["channel"], "h");
     assert_eq!(v["seq"], 5);
-    let seqs: Vec<u64> = v["events"].as_array().expect("events").iter().map(|e| e["seq"].as_u64().expect("seq")).collect();
+    let seqs: Vec<u64> = v["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["seq"].as_u64().expect("seq"))
+        .collect();
     assert_eq!(seqs, [3, 4]);
     assert_eq!(v["events"][0]["type"], "event");
     let (status, _) = http_get(&server.http("/api/v1/channels/bad%20name/history")).await;

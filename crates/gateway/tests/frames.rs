@@ -53,8 +53,14 @@ async fn bad_frames_get_bad_request_and_the_connection_keeps_working() {
         ("[1,2,3]".into(), None),
         (r#"{"id":"m1","data":{}}"#.into(), Some("m1")),
         (format!(r#"{{"type":"ping","id":"{long_id}"}}"#), None),
-        (r#"{"type":"subscribe","id":"c1","channel":"bad name"}"#.into(), Some("c1")),
-        (r#"{"type":"publish","id":"c2","channel":"a/b","data":1}"#.into(), Some("c2")),
+        (
+            r#"{"type":"subscribe","id":"c1","channel":"bad name"}"#.into(),
+            Some("c1"),
+        ),
+        (
+            r#"{"type":"publish","id":"c2","channel":"a/b","data":1}"#.into(),
+            Some("c2"),
+        ),
         (r#"{"type":"Nope","id":"u1"}"#.into(), Some("u1")),
         (r#"{"type":"event","id":"u2"}"#.into(), Some("u2")),
         (r#"{"type":"publish","channel":"x"}"#.into(), None),
@@ -140,12 +146,18 @@ async fn a_batch_runs_in_order_with_one_reply_each() {
     assert_eq!(c.reply_to("b4").await["type"], "pong");
     assert_eq!(c.event("bat").await["seq"], 1);
 
-    for bad in [json!({"type": "batch", "data": []}), json!({"type": "batch", "data": (0..101).map(|i| json!({"type": "ping", "id": format!("x{i}")})).collect::<Vec<_>>()})] {
+    for bad in [
+        json!({"type": "batch", "data": []}),
+        json!({"type": "batch", "data": (0..101).map(|i| json!({"type": "ping", "id": format!("x{i}")})).collect::<Vec<_>>()}),
+    ] {
         c.send(bad).await;
         assert_bad_request(&c.recv().await, None);
     }
     // Nothing of a rejected batch ran.
-    assert!(c.maybe(Duration::from_millis(200), |v| v["type"] == "pong").await.is_none());
+    assert!(c
+        .maybe(Duration::from_millis(200), |v| v["type"] == "pong")
+        .await
+        .is_none());
     server.stop().await;
 }
 
@@ -166,7 +178,11 @@ async fn over_the_rate_gets_rate_limited_then_4029() {
     let pongs = frames.iter().filter(|v| v["type"] == "pong").count();
     let limited: Vec<&Value> = frames.iter().filter(|v| v["error"]["code"] == "rate_limited").collect();
     assert_eq!(pongs, 5, "the burst is served");
-    assert_eq!(limited.len(), 6, "rejections up to and including the one past rate_burst");
+    assert_eq!(
+        limited.len(),
+        6,
+        "rejections up to and including the one past rate_burst"
+    );
     for v in &limited {
         assert_eq!(v["error"]["retryable"], true);
         assert!(v["error"]["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0));

@@ -64,15 +64,23 @@ async fn post_messages_publishes_and_accepts_commands_with_dedup() {
     assert_eq!(replies[0]["data"]["seq"], 1);
     assert_eq!(replies[1]["data"]["seq"], 1);
     assert_eq!(replies[1]["data"]["duplicate"], true);
-    assert_eq!(replies[2], json!({"type": "ack", "id": "h2", "data": {"accepted": true}}));
-    assert_eq!(replies[3], json!({"type": "ack", "id": "h2", "data": {"accepted": true, "duplicate": true}}));
+    assert_eq!(
+        replies[2],
+        json!({"type": "ack", "id": "h2", "data": {"accepted": true}})
+    );
+    assert_eq!(
+        replies[3],
+        json!({"type": "ack", "id": "h2", "data": {"accepted": true, "duplicate": true}})
+    );
     assert_eq!(replies[4]["error"]["code"], "bad_request");
     assert_eq!(replies[5]["error"]["code"], "bad_request");
     let e = sub.event("web").await;
     assert_eq!(e["from"], "sw");
     // The same principal over the WebSocket sees the HTTP publish as a duplicate.
     let mut ws = server.client_as("sw").await;
-    let dup = ws.request(json!({"type": "publish", "id": "h1", "channel": "web", "data": {"a": 1}})).await;
+    let dup = ws
+        .request(json!({"type": "publish", "id": "h1", "channel": "web", "data": {"a": 1}}))
+        .await;
     assert_eq!(dup["data"]["duplicate"], true);
 
     let (status, text) = http_post(&server.http("/api/v1/messages"), "{\"not\":\"an array\"}").await;
@@ -85,7 +93,10 @@ async fn post_messages_publishes_and_accepts_commands_with_dedup() {
 #[tokio::test]
 async fn an_oversize_body_gets_413() {
     let server = TestServer::start_with(|c| c.max_message_bytes = 256).await;
-    let big = format!("[{{\"type\":\"publish\",\"id\":\"x\",\"channel\":\"c\",\"data\":\"{}\"}}]", "y".repeat(30_000));
+    let big = format!(
+        "[{{\"type\":\"publish\",\"id\":\"x\",\"channel\":\"c\",\"data\":\"{}\"}}]",
+        "y".repeat(30_000)
+    );
     let (status, text) = http_post(&server.http("/api/v1/messages"), &big).await;
     assert_eq!(status, 413);
     assert!(text.contains("too_large"), "{text}");
@@ -96,7 +107,8 @@ async fn an_oversize_body_gets_413() {
 async fn agents_route_lists_the_status_array() {
     let server = TestServer::start().await;
     let mut a = server.client().await;
-    a.request(json!({"type": "register", "id": "r", "data": {"name": "lst", "commands": ["go"]}})).await;
+    a.request(json!({"type": "register", "id": "r", "data": {"name": "lst", "commands": ["go"]}}))
+        .await;
     let (status, text) = http_get(&server.http("/api/v1/agents")).await;
     assert_eq!(status, 200);
     let v: Value = serde_json::from_str(&text).expect("array");
@@ -139,5 +151,8 @@ async fn shutdown_closes_every_connection_with_1001() {
     assert_eq!(a.closed().await, 1001);
     assert_eq!(b.closed().await, 1001);
     stopping.await.expect("run returned");
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer accepting");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
 }

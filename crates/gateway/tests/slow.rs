@@ -38,14 +38,19 @@ async fn a_slow_reader_is_closed_with_1013_and_a_fast_one_keeps_up() {
     for window in 0..EVENTS / 16 + 1 {
         let ids: Vec<u64> = (window * 16..((window + 1) * 16).min(EVENTS)).collect();
         for i in &ids {
-            publisher.send(json!({"type": "publish", "id": format!("f{i}"), "channel": "firehose", "data": payload})).await;
+            publisher
+                .send(json!({"type": "publish", "id": format!("f{i}"), "channel": "firehose", "data": payload}))
+                .await;
         }
         for i in &ids {
             assert_eq!(publisher.reply_to(&format!("f{i}")).await["type"], "ack");
         }
     }
     // 30 MB were published; the slow reader's buffers hold far less.
-    let _fast = tokio::time::timeout(Duration::from_secs(30), fast_reader).await.expect("fast reader in time").expect("fast ok");
+    let _fast = tokio::time::timeout(Duration::from_secs(30), fast_reader)
+        .await
+        .expect("fast reader in time")
+        .expect("fast ok");
 
     // Now the slow reader drains what reached it: some events, then 1013.
     let code = read_until_close(&mut slow).await;
@@ -59,7 +64,9 @@ async fn a_slow_reader_is_closed_with_1013_and_a_fast_one_keeps_up() {
 
 async fn read_until_close(c: &mut Client) -> u16 {
     loop {
-        let msg = tokio::time::timeout(Duration::from_secs(20), c.ws.next()).await.expect("close in time");
+        let msg = tokio::time::timeout(Duration::from_secs(20), c.ws.next())
+            .await
+            .expect("close in time");
         match msg {
             Some(Ok(Message::Close(Some(f)))) => return u16::from(f.code),
             Some(Ok(Message::Text(_))) => c.count_event(),

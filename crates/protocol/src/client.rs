@@ -7,9 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::validate::{
-    is_valid_agent_name, is_valid_channel, is_valid_command_type, is_valid_id, MAX_ID_LEN,
-};
+use crate::validate::{is_valid_agent_name, is_valid_channel, is_valid_command_type, is_valid_id, MAX_ID_LEN};
 use crate::MAX_BATCH;
 
 /// Largest `concurrency` an agent may register with.
@@ -83,11 +81,7 @@ pub enum ClientMessage {
     /// Stop receiving a channel.
     Unsubscribe { id: String, channel: String },
     /// Publish `data` on a channel.
-    Publish {
-        id: String,
-        channel: String,
-        data: Value,
-    },
+    Publish { id: String, channel: String, data: Value },
     /// Ask for the agent status array.
     RequestAgentStatus { id: String },
     /// Ask for a system metrics snapshot.
@@ -104,10 +98,7 @@ pub enum ClientMessage {
         concurrency: u32,
     },
     /// Set this replica's self-reported state.
-    Status {
-        state: AgentState,
-        detail: Option<String>,
-    },
+    Status { state: AgentState, detail: Option<String> },
     /// Progress of task `id`.
     TaskProgress { id: String, data: Value },
     /// The outcome of task `id`.
@@ -116,11 +107,7 @@ pub enum ClientMessage {
         outcome: Result<Value, AgentError>,
     },
     /// A command to route to an agent (any other valid `type`).
-    Command {
-        id: String,
-        command: String,
-        data: Value,
-    },
+    Command { id: String, command: String, data: Value },
 }
 
 impl ClientMessage {
@@ -178,8 +165,8 @@ pub enum Frame {
 
 /// Parses one text frame.
 pub fn parse_frame(text: &str) -> Result<Frame, FrameError> {
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| FrameError::new(None, format!("frame is not valid JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| FrameError::new(None, format!("frame is not valid JSON: {e}")))?;
     parse_frame_value(value)
 }
 
@@ -195,18 +182,12 @@ pub fn parse_frame_value(value: Value) -> Result<Frame, FrameError> {
     // Batch section), whatever id it carried.
     let id = None;
     let Some(Value::Array(items)) = obj.remove("data") else {
-        return Err(FrameError::new(
-            id,
-            "batch needs `data`: an array of 1 to 100 messages",
-        ));
+        return Err(FrameError::new(id, "batch needs `data`: an array of 1 to 100 messages"));
     };
     if items.is_empty() || items.len() > MAX_BATCH {
         return Err(FrameError::new(
             id,
-            format!(
-                "batch carries {} messages; it must carry 1 to {MAX_BATCH}",
-                items.len()
-            ),
+            format!("batch carries {} messages; it must carry 1 to {MAX_BATCH}", items.len()),
         ));
     }
     if items
@@ -325,10 +306,7 @@ fn parse_object(mut obj: Map<String, Value>) -> Result<ClientMessage, FrameError
             };
             ClientMessage::Status { state, detail }
         }
-        "task_progress" => ClientMessage::TaskProgress {
-            id: need_id()?,
-            data,
-        },
+        "task_progress" => ClientMessage::TaskProgress { id: need_id()?, data },
         "task_result" => {
             let id = need_id()?;
             let outcome = match obj.get("error") {
@@ -376,10 +354,7 @@ fn parse_since(v: &Value) -> Result<Since, String> {
 }
 
 fn parse_agent_error(v: &Value) -> Result<AgentError, String> {
-    let code = v
-        .get("code")
-        .and_then(Value::as_str)
-        .filter(|c| !c.is_empty());
+    let code = v.get("code").and_then(Value::as_str).filter(|c| !c.is_empty());
     let message = v.get("message").and_then(Value::as_str).unwrap_or("");
     match code {
         Some(code) => Ok(AgentError {
@@ -401,11 +376,7 @@ fn parse_register(id: String, data: &Value) -> Result<ClientMessage, FrameError>
     let commands: Vec<String> = match data.get("commands") {
         Some(Value::Array(list)) if !list.is_empty() && list.len() <= MAX_REGISTER_COMMANDS => list
             .iter()
-            .map(|c| {
-                c.as_str()
-                    .filter(|c| is_valid_command_type(c))
-                    .map(str::to_owned)
-            })
+            .map(|c| c.as_str().filter(|c| is_valid_command_type(c)).map(str::to_owned))
             .collect::<Option<_>>()
             .ok_or_else(|| err("every entry of `data.commands` must be a valid command type"))?,
         _ => {
@@ -419,8 +390,7 @@ fn parse_register(id: String, data: &Value) -> Result<ClientMessage, FrameError>
         Some(c) => c
             .as_u64()
             .filter(|c| (1..=u64::from(MAX_CONCURRENCY)).contains(c))
-            .ok_or_else(|| err("`data.concurrency` must be an integer from 1 to 10000"))?
-            as u32,
+            .ok_or_else(|| err("`data.concurrency` must be an integer from 1 to 10000"))? as u32,
     };
     Ok(ClientMessage::Register {
         id,
@@ -476,12 +446,9 @@ mod tests {
     #[test]
     fn batch_bounds() {
         assert!(parse_frame(r#"{"type":"batch","data":[]}"#).is_err());
-        let nested =
-            r#"{"type":"batch","data":[{"type":"batch","data":[{"type":"ping","id":"1"}]}]}"#;
+        let nested = r#"{"type":"batch","data":[{"type":"batch","data":[{"type":"ping","id":"1"}]}]}"#;
         assert!(parse_frame(nested).is_err());
-        let ok =
-            parse_frame(r#"{"type":"batch","data":[{"type":"ping","id":"1"},{"type":"ping"}]}"#)
-                .unwrap();
+        let ok = parse_frame(r#"{"type":"batch","data":[{"type":"ping","id":"1"},{"type":"ping"}]}"#).unwrap();
         let Frame::Batch(items) = ok else { panic!() };
         assert!(items[0].is_ok() && items[1].is_err());
     }

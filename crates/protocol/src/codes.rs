@@ -176,13 +176,7 @@ mod tests {
             .collect();
         assert_eq!(
             retryable,
-            [
-                "rate_limited",
-                "no_handler",
-                "timeout",
-                "overloaded",
-                "internal"
-            ]
+            ["rate_limited", "no_handler", "timeout", "overloaded", "internal"]
         );
     }
 

@@ -160,10 +160,7 @@ pub enum ServerMessage {
         data: Vec<AgentStatusEntry>,
     },
     /// Reply to `request_system_metrics`.
-    SystemMetrics {
-        id: Option<String>,
-        data: SystemMetrics,
-    },
+    SystemMetrics { id: Option<String>, data: SystemMetrics },
     /// The outcome of a command.
     Result {
         id: String,
@@ -226,11 +223,7 @@ pub fn event_frame(event: &Event) -> String {
         #[serde(flatten)]
         event: &'a Event,
     }
-    serde_json::to_string(&Tagged {
-        r#type: "event",
-        event,
-    })
-    .expect("events always serialize")
+    serde_json::to_string(&Tagged { r#type: "event", event }).expect("events always serialize")
 }
 
 /// The `agent_status` entry's `status` word for a state.
@@ -257,10 +250,7 @@ mod tests {
             data: json!({"a": 1}),
         };
         let text = event_frame(&e);
-        assert_eq!(
-            ServerMessage::parse(&text).unwrap(),
-            ServerMessage::Event(e.clone())
-        );
+        assert_eq!(ServerMessage::parse(&text).unwrap(), ServerMessage::Event(e.clone()));
         let gateway_made = Event { from: None, ..e };
         assert!(!event_frame(&gateway_made).contains("\"from\""));
     }

@@ -8,20 +8,15 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tether_protocol::validate::{CLIENT_TYPES, SERVER_TYPES};
-use tether_protocol::{
-    parse_frame, ClientMessage, CloseCode, ErrorCode, Frame, FrameError, ServerMessage,
-};
+use tether_protocol::{parse_frame, ClientMessage, CloseCode, ErrorCode, Frame, FrameError, ServerMessage};
 
 fn vectors_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("vectors")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("vectors")
 }
 
 fn load<T: for<'de> Deserialize<'de>>(file: &str) -> T {
     let path = vectors_dir().join(file);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file} is not a valid vector file: {e}"))
 }
 
@@ -105,13 +100,9 @@ fn json_eq(a: &Value, b: &Value) -> bool {
                 x == y
             }
         }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y))
-        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y)),
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
     }
@@ -123,10 +114,7 @@ fn normalize(msg: &ClientMessage) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("type".into(), json!(msg.type_name()));
     m.insert("id".into(), json!(msg.id()));
-    m.insert(
-        "command".into(),
-        json!(matches!(msg, ClientMessage::Command { .. })),
-    );
+    m.insert("command".into(), json!(matches!(msg, ClientMessage::Command { .. })));
     let mut put = |k: &str, v: Value| {
         m.insert(k.to_owned(), v);
     };
@@ -150,8 +138,9 @@ fn normalize(msg: &ClientMessage) -> Map<String, Value> {
             put("channel", json!(channel));
             put("data", data.clone());
         }
-        ClientMessage::SubscribeAgent { name, .. }
-        | ClientMessage::UnsubscribeAgent { name, .. } => put("name", json!(name)),
+        ClientMessage::SubscribeAgent { name, .. } | ClientMessage::UnsubscribeAgent { name, .. } => {
+            put("name", json!(name))
+        }
         ClientMessage::Register {
             name,
             commands,
@@ -163,15 +152,10 @@ fn normalize(msg: &ClientMessage) -> Map<String, Value> {
             put("concurrency", json!(concurrency));
         }
         ClientMessage::Status { state, detail } => {
-            put(
-                "status",
-                serde_json::to_value(state).expect("state serializes"),
-            );
+            put("status", serde_json::to_value(state).expect("state serializes"));
             put("detail", json!(detail));
         }
-        ClientMessage::TaskProgress { data, .. } | ClientMessage::Command { data, .. } => {
-            put("data", data.clone())
-        }
+        ClientMessage::TaskProgress { data, .. } | ClientMessage::Command { data, .. } => put("data", data.clone()),
         ClientMessage::TaskResult { outcome, .. } => match outcome {
             Ok(data) => put("data", data.clone()),
             Err(e) => put("agent_error", json!({"code": e.code, "message": e.message})),
@@ -194,16 +178,12 @@ fn check_message(what: &str, expect: &Map<String, Value>, msg: &ClientMessage) -
         None => false,
         Some(Value::Bool(b)) => *b,
         Some(other) => {
-            failures.push(format!(
-                "{what}: `expect.command` must be a boolean, not {other}"
-            ));
+            failures.push(format!("{what}: `expect.command` must be a boolean, not {other}"));
             false
         }
     };
     if got["command"] != json!(want_command) {
-        failures.push(format!(
-            "{what}: expected command={want_command}, parsed as {msg:?}"
-        ));
+        failures.push(format!("{what}: expected command={want_command}, parsed as {msg:?}"));
     }
     for (key, want) in expect {
         if key == "command" {
@@ -235,18 +215,11 @@ fn check_batch(
             "{name}: parsed as a batch; `expect` needs \"type\":\"batch\" and \"id\":null"
         ));
     }
-    if let Some(extra) = expect
-        .keys()
-        .find(|k| !matches!(k.as_str(), "type" | "id" | "batch"))
-    {
-        failures.push(format!(
-            "{name}: `expect.{extra}` does not apply to a batch"
-        ));
+    if let Some(extra) = expect.keys().find(|k| !matches!(k.as_str(), "type" | "id" | "batch")) {
+        failures.push(format!("{name}: `expect.{extra}` does not apply to a batch"));
     }
     let Some(Value::Array(want)) = expect.get("batch") else {
-        failures.push(format!(
-            "{name}: parsed as a batch but `expect.batch` is missing"
-        ));
+        failures.push(format!("{name}: parsed as a batch but `expect.batch` is missing"));
         return failures;
     };
     if want.len() != items.len() {
@@ -270,10 +243,7 @@ fn check_batch(
                 }
                 let want_id = want.get("id").cloned().unwrap_or(Value::Null);
                 if json!(e.id) != want_id {
-                    failures.push(format!(
-                        "{what}: error id expected {want_id}, got {:?} ({e})",
-                        e.id
-                    ));
+                    failures.push(format!("{what}: error id expected {want_id}, got {:?} ({e})", e.id));
                 }
             }
             (Some(_), Ok(m)) => failures.push(format!("{what}: expected an error, parsed {m:?}")),
@@ -290,11 +260,7 @@ fn check_batch(
 #[test]
 fn client_valid_vectors_parse() {
     let cases: Vec<ValidCase> = load("client-valid.json");
-    assert!(
-        cases.len() >= 40,
-        "client-valid.json has only {} cases",
-        cases.len()
-    );
+    assert!(cases.len() >= 40, "client-valid.json has only {} cases", cases.len());
     assert_unique_names("client-valid.json", cases.iter().map(|c| c.name.as_str()));
 
     let mut failures = Vec::new();
@@ -324,15 +290,9 @@ fn client_valid_vectors_parse() {
     report("client-valid.json", failures);
 
     for ty in CLIENT_TYPES {
-        assert!(
-            seen_types.contains(ty),
-            "client-valid.json has no valid `{ty}` message"
-        );
+        assert!(seen_types.contains(ty), "client-valid.json has no valid `{ty}` message");
     }
-    assert!(
-        commands >= 3,
-        "client-valid.json has only {commands} commands"
-    );
+    assert!(commands >= 3, "client-valid.json has only {commands} commands");
 }
 
 fn expect_is_batch(expect: &Map<String, Value>) -> bool {
@@ -342,11 +302,7 @@ fn expect_is_batch(expect: &Map<String, Value>) -> bool {
 #[test]
 fn client_invalid_vectors_fail() {
     let cases: Vec<InvalidCase> = load("client-invalid.json");
-    assert!(
-        cases.len() >= 80,
-        "client-invalid.json has only {} cases",
-        cases.len()
-    );
+    assert!(cases.len() >= 80, "client-invalid.json has only {} cases", cases.len());
     assert_unique_names("client-invalid.json", cases.iter().map(|c| c.name.as_str()));
 
     let mut failures = Vec::new();
@@ -386,11 +342,7 @@ fn client_invalid_vectors_fail() {
 #[test]
 fn server_vectors_round_trip() {
     let cases: Vec<ServerCase> = load("server.json");
-    assert!(
-        cases.len() >= 25,
-        "server.json has only {} cases",
-        cases.len()
-    );
+    assert!(cases.len() >= 25, "server.json has only {} cases", cases.len());
     assert_unique_names("server.json", cases.iter().map(|c| c.name.as_str()));
 
     let mut failures = Vec::new();
@@ -413,17 +365,12 @@ fn server_vectors_round_trip() {
         let out = msg.to_text();
         match serde_json::from_str::<Value>(&out) {
             Ok(back) if json_eq(&back, &case.frame) => {}
-            Ok(back) => failures.push(format!(
-                "{name}: re-serialized as {back}\n    expected {}",
-                case.frame
-            )),
+            Ok(back) => failures.push(format!("{name}: re-serialized as {back}\n    expected {}", case.frame)),
             Err(e) => failures.push(format!("{name}: to_text is not JSON ({e}): {out}")),
         }
         // A server frame is never a valid client message.
         if let Ok(frame) = parse_frame(&text) {
-            failures.push(format!(
-                "{name}: a server frame parsed as a client frame: {frame:?}"
-            ));
+            failures.push(format!("{name}: a server frame parsed as a client frame: {frame:?}"));
         }
     }
     report("server.json", failures);
@@ -463,10 +410,7 @@ fn codes_match() {
         .map(|c| (c.as_str().to_owned(), c.retryable()))
         .collect();
     assert_eq!(want.len(), 9, "codes.json must list the 9 error codes");
-    assert_eq!(
-        have, want,
-        "codes.json error_codes differ from ErrorCode::ALL"
-    );
+    assert_eq!(have, want, "codes.json error_codes differ from ErrorCode::ALL");
     for c in ErrorCode::ALL {
         assert_eq!(
             serde_json::to_value(c).unwrap(),
@@ -476,20 +420,13 @@ fn codes_match() {
         );
     }
 
-    let want: Vec<(u16, String)> = codes
-        .close_codes
-        .iter()
-        .map(|c| (c.code, c.name.clone()))
-        .collect();
+    let want: Vec<(u16, String)> = codes.close_codes.iter().map(|c| (c.code, c.name.clone())).collect();
     let have: Vec<(u16, String)> = CloseCode::ALL
         .iter()
         .map(|c| (c.code(), snake_case(&format!("{c:?}"))))
         .collect();
     assert_eq!(want.len(), 7, "codes.json must list the 7 close codes");
-    assert_eq!(
-        have, want,
-        "codes.json close_codes differ from CloseCode::ALL"
-    );
+    assert_eq!(have, want, "codes.json close_codes differ from CloseCode::ALL");
     for c in &codes.close_codes {
         assert!(
             CloseCode::from_code(c.code).is_some(),

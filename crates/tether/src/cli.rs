@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Publish one event and print its ack.
     Pub(PubArgs),
     /// Print every event of a channel, one JSON line each, until interrupted.
@@ -187,8 +187,7 @@ pub struct TokenArgs {
 
 /// Parses `500ms`, `30s`, `5m`, `24h` (any humantime duration).
 pub fn duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("not a duration ({e}); use e.g. 500ms, 30s, 5m, 24h"))
+    humantime::parse_duration(s).map_err(|e| format!("not a duration ({e}); use e.g. 500ms, 30s, 5m, 24h"))
 }
 
 /// The `--config` file. Keys are the flags in snake_case.
@@ -242,14 +241,8 @@ pub struct Serve {
 pub struct UsageError(pub String);
 
 fn file_duration(key: &str, v: Option<String>) -> Result<Option<Duration>, UsageError> {
-    v.map(|s| {
-        duration(&s).map_err(|e| {
-            UsageError(format!(
-                "invalid value '{s}' for {key} in the config file: {e}"
-            ))
-        })
-    })
-    .transpose()
+    v.map(|s| duration(&s).map_err(|e| UsageError(format!("invalid value '{s}' for {key} in the config file: {e}"))))
+        .transpose()
 }
 
 impl ServeArgs {
@@ -258,9 +251,8 @@ impl ServeArgs {
         let file = match &self.config {
             None => FileConfig::default(),
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    UsageError(format!("cannot read config file {}: {e}", path.display()))
-                })?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| UsageError(format!("cannot read config file {}: {e}", path.display())))?;
                 toml::from_str(&text).map_err(|e| {
                     let msg = e.message().replace('\n', " ");
                     UsageError(format!("invalid config file {}: {msg}", path.display()))
@@ -268,26 +260,14 @@ impl ServeArgs {
             }
         };
         for (flag, given) in [
-            (
-                "--redis-url",
-                self.redis_url.is_some() || file.redis_url.is_some(),
-            ),
-            (
-                "--jwt-secret",
-                self.jwt_secret.is_some() || file.jwt_secret.is_some(),
-            ),
+            ("--redis-url", self.redis_url.is_some() || file.redis_url.is_some()),
+            ("--jwt-secret", self.jwt_secret.is_some() || file.jwt_secret.is_some()),
             (
                 "--jwt-public-key",
                 self.jwt_public_key.is_some() || file.jwt_public_key.is_some(),
             ),
-            (
-                "--tls-cert",
-                self.tls_cert.is_some() || file.tls_cert.is_some(),
-            ),
-            (
-                "--tls-key",
-                self.tls_key.is_some() || file.tls_key.is_some(),
-            ),
+            ("--tls-cert", self.tls_cert.is_some() || file.tls_cert.is_some()),
+            ("--tls-key", self.tls_key.is_some() || file.tls_key.is_some()),
         ] {
             if given {
                 return Err(UsageError(format!(
@@ -298,15 +278,12 @@ impl ServeArgs {
         let d = Config::default();
         let listen = match (self.listen, file.listen) {
             (Some(a), _) => a,
-            (None, Some(s)) => s.parse().map_err(|_| {
-                UsageError(format!("invalid value '{s}' for listen in the config file"))
-            })?,
+            (None, Some(s)) => s
+                .parse()
+                .map_err(|_| UsageError(format!("invalid value '{s}' for listen in the config file")))?,
             (None, None) => "127.0.0.1:8001".parse().expect("valid default"),
         };
-        let log_format = self
-            .log_format
-            .or(file.log_format)
-            .unwrap_or_else(|| "text".into());
+        let log_format = self.log_format.or(file.log_format).unwrap_or_else(|| "text".into());
         if log_format != "text" && log_format != "json" {
             return Err(UsageError(format!(
                 "invalid value '{log_format}' for log_format: use text or json"
@@ -327,17 +304,13 @@ impl ServeArgs {
             retention_rules.push(RetentionRule {
                 retention: Retention {
                     history_size: c.history_size.unwrap_or(retention.history_size),
-                    history_ttl: file_duration("channels.history_ttl", c.history_ttl)?
-                        .unwrap_or(retention.history_ttl),
+                    history_ttl: file_duration("channels.history_ttl", c.history_ttl)?.unwrap_or(retention.history_ttl),
                 },
                 pattern: c.pattern,
             });
         }
         let config = Config {
-            node_id: self
-                .node_id
-                .or(file.node_id)
-                .unwrap_or_else(default_node_id),
+            node_id: self.node_id.or(file.node_id).unwrap_or_else(default_node_id),
             data_dir: self.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
             max_message_bytes: self
                 .max_message_bytes
@@ -351,10 +324,7 @@ impl ServeArgs {
                 .unwrap_or(d.max_connections_per_ip),
             heartbeat_interval: self
                 .heartbeat_interval
-                .or(file_duration(
-                    "heartbeat_interval",
-                    file.heartbeat_interval,
-                )?)
+                .or(file_duration("heartbeat_interval", file.heartbeat_interval)?)
                 .unwrap_or(d.heartbeat_interval),
             heartbeat_timeout: self
                 .heartbeat_timeout
@@ -376,15 +346,9 @@ impl ServeArgs {
                 .unwrap_or(d.task_timeout),
             system_metrics_interval: self
                 .system_metrics_interval
-                .or(file_duration(
-                    "system_metrics_interval",
-                    file.system_metrics_interval,
-                )?)
+                .or(file_duration("system_metrics_interval", file.system_metrics_interval)?)
                 .unwrap_or(d.system_metrics_interval),
-            allowed_origins: self
-                .allowed_origin
-                .or(file.allowed_origin)
-                .unwrap_or_default(),
+            allowed_origins: self.allowed_origin.or(file.allowed_origin).unwrap_or_default(),
             ..d
         };
         config

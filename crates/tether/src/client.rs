@@ -51,9 +51,7 @@ fn ws_url(c: &ClientArgs) -> anyhow::Result<String> {
 fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -64,11 +62,9 @@ async fn connect(c: &ClientArgs) -> anyhow::Result<(Ws, Welcome)> {
     let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
         .with_context(|| format!("cannot connect to {}", c.url))?;
-    loop {
-        match next_frame(&mut ws).await? {
-            ServerMessage::Welcome { data } => return Ok((ws, data)),
-            other => bail!("expected welcome, got {other:?}"),
-        }
+    match next_frame(&mut ws).await? {
+        ServerMessage::Welcome { data } => Ok((ws, data)),
+        other => bail!("expected welcome, got {other:?}"),
     }
 }
 
@@ -99,8 +95,7 @@ fn next_id() -> String {
 
 /// `tether pub`.
 pub async fn publish(args: PubArgs) -> anyhow::Result<()> {
-    let data: Value =
-        serde_json::from_str(&args.json).context("the JSON argument is not valid JSON")?;
+    let data: Value = serde_json::from_str(&args.json).context("the JSON argument is not valid JSON")?;
     let (mut ws, _) = connect(&args.client).await?;
     let id = next_id();
     let frame = json!({"type": "publish", "id": id, "channel": args.channel, "data": data});
@@ -114,9 +109,7 @@ pub async fn publish(args: PubArgs) -> anyhow::Result<()> {
                 let _ = ws.close(None).await;
                 return Ok(());
             }
-            ServerMessage::Error {
-                id: Some(ref got), ..
-            } if *got == id => return Err(anyhow!("{text}")),
+            ServerMessage::Error { id: Some(ref got), .. } if *got == id => return Err(anyhow!("{text}")),
             ServerMessage::Error { id: None, .. } => return Err(anyhow!("{text}")),
             _ => {}
         }
@@ -144,9 +137,7 @@ async fn sub_once(args: &SubArgs, since: &mut Option<(u64, Option<String>)>) -> 
         frame["since"] = json!({"seq": seq, "epoch": epoch});
     }
     ws.send(Message::text(frame.to_string())).await?;
-    let mut ping = tokio::time::interval(Duration::from_millis(
-        welcome.heartbeat_interval_ms.max(100),
-    ));
+    let mut ping = tokio::time::interval(Duration::from_millis(welcome.heartbeat_interval_ms.max(100)));
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
@@ -187,13 +178,8 @@ async fn agent_once(args: &AgentArgs) -> anyhow::Result<()> {
     let register = json!({"type": "register", "id": next_id(),
         "data": {"name": args.name, "commands": args.commands, "concurrency": args.concurrency}});
     ws.send(Message::text(register.to_string())).await?;
-    eprintln!(
-        "tether agent: registered {} for {:?}",
-        args.name, args.commands
-    );
-    let mut ping = tokio::time::interval(Duration::from_millis(
-        welcome.heartbeat_interval_ms.max(100),
-    ));
+    eprintln!("tether agent: registered {} for {:?}", args.name, args.commands);
+    let mut ping = tokio::time::interval(Duration::from_millis(welcome.heartbeat_interval_ms.max(100)));
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),

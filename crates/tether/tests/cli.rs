@@ -13,14 +13,21 @@ fn serve_fails(args: &[&str]) -> String {
     let out = Command::new(BIN).arg("serve").args(args).output().expect("run tether");
     assert_eq!(out.status.code(), Some(2), "exit code 2 for {args:?}");
     let stderr = String::from_utf8(out.stderr).expect("utf8");
-    assert_eq!(stderr.lines().count(), 1, "exactly one line on stderr for {args:?}: {stderr:?}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "exactly one line on stderr for {args:?}: {stderr:?}"
+    );
     assert!(stderr.starts_with("error: "), "{stderr}");
     stderr
 }
 
 #[test]
 fn a_bad_flag_or_value_is_one_line_and_exit_2() {
-    assert_eq!(serve_fails(&["--frobnicate"]).trim(), "error: unknown flag --frobnicate");
+    assert_eq!(
+        serve_fails(&["--frobnicate"]).trim(),
+        "error: unknown flag --frobnicate"
+    );
     assert!(serve_fails(&["--rate-limit", "lots"]).contains("--rate-limit"));
     assert!(serve_fails(&["--heartbeat-interval", "5 parsecs"]).contains("--heartbeat-interval"));
     assert!(serve_fails(&["--history-size", "0"]).contains("history-size"));
@@ -43,7 +50,10 @@ async fn flags_win_over_environment_over_the_config_file() {
     let gw = Gateway::spawn_env(
         &dir.path().join("data"),
         &["--config", file.to_str().expect("utf8"), "--max-message-bytes", "4096"],
-        &[("TETHER_HEARTBEAT_INTERVAL", "8s"), ("TETHER_MAX_MESSAGE_BYTES", "3000")],
+        &[
+            ("TETHER_HEARTBEAT_INTERVAL", "8s"),
+            ("TETHER_MAX_MESSAGE_BYTES", "3000"),
+        ],
     );
     let (mut ws, welcome) = connect(&gw.ws()).await;
     assert_eq!(welcome["data"]["node"], "from-file", "file");
@@ -51,12 +61,23 @@ async fn flags_win_over_environment_over_the_config_file() {
     assert_eq!(welcome["data"]["max_message_bytes"], 4096, "flag over environment");
     // The per-pattern retention from the file: orders:* keeps 2 events.
     for i in 0..4 {
-        send(&mut ws, &json!({"type": "publish", "id": format!("p{i}"), "channel": "orders:eu", "data": i})).await;
+        send(
+            &mut ws,
+            &json!({"type": "publish", "id": format!("p{i}"), "channel": "orders:eu", "data": i}),
+        )
+        .await;
         assert_eq!(next_json(&mut ws).await.expect("ack")["type"], "ack");
     }
-    send(&mut ws, &json!({"type": "subscribe", "id": "s", "channel": "orders:eu", "since": {"seq": 1}})).await;
+    send(
+        &mut ws,
+        &json!({"type": "subscribe", "id": "s", "channel": "orders:eu", "since": {"seq": 1}}),
+    )
+    .await;
     let ack = next_json(&mut ws).await.expect("ack");
-    assert_eq!(ack["data"]["recovered"], false, "seq 2 fell out of a 2-event history: {ack}");
+    assert_eq!(
+        ack["data"]["recovered"], false,
+        "seq 2 fell out of a 2-event history: {ack}"
+    );
 }
 
 #[test]
@@ -80,12 +101,18 @@ async fn pub_sub_and_agent_subcommands() {
         .expect("spawn sub");
     // Wait until the subscription exists (the publish would otherwise be live-missed).
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let out = Command::new(BIN).args(["pub", "--url", &gw.ws(), "news", "{\"headline\":\"hi\"}"]).output().expect("pub");
+    let out = Command::new(BIN)
+        .args(["pub", "--url", &gw.ws(), "news", "{\"headline\":\"hi\"}"])
+        .output()
+        .expect("pub");
     assert_eq!(out.status.code(), Some(0));
     let ack: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
     assert_eq!(ack["type"], "ack");
     assert_eq!(ack["data"]["seq"], 1);
-    let bad = Command::new(BIN).args(["pub", "--url", &gw.ws(), "bad channel", "{}"]).output().expect("pub");
+    let bad = Command::new(BIN)
+        .args(["pub", "--url", &gw.ws(), "bad channel", "{}"])
+        .output()
+        .expect("pub");
     assert_ne!(bad.status.code(), Some(0), "a refused publish exits non-zero");
 
     let stdout = sub.stdout.take().expect("stdout");
@@ -95,7 +122,10 @@ async fn pub_sub_and_agent_subcommands() {
         std::io::BufReader::new(stdout).read_line(&mut line).expect("read");
         line
     });
-    let line = tokio::time::timeout(Duration::from_secs(10), line).await.expect("sub prints in time").expect("join");
+    let line = tokio::time::timeout(Duration::from_secs(10), line)
+        .await
+        .expect("sub prints in time")
+        .expect("join");
     let event: Value = serde_json::from_str(&line).expect("event JSON line");
     assert_eq!(event["type"], "event");
     assert_eq!(event["data"]["headline"], "hi");

@@ -21,7 +21,12 @@ async fn storm(url: String, client_id: String, max: usize) -> Vec<(String, u64, 
     while acked.len() < max {
         while in_flight < WINDOW && sent < max {
             let id = format!("{client_id}-{sent}");
-            if !send(&mut ws, &json!({"type": "publish", "id": id, "channel": "storm", "data": {"id": id, "n": sent}})).await {
+            if !send(
+                &mut ws,
+                &json!({"type": "publish", "id": id, "channel": "storm", "data": {"id": id, "n": sent}}),
+            )
+            .await
+            {
                 return acked;
             }
             sent += 1;
@@ -47,12 +52,21 @@ async fn all_events(gw: &Gateway, channel: &str) -> (u64, String, Vec<Value>) {
     let mut events = Vec::new();
     let mut since = 0;
     loop {
-        let (status, body) = http("GET", &gw.http(&format!("/api/v1/channels/{channel}/history?since={since}&limit=1000")), "").await;
+        let (status, body) = http(
+            "GET",
+            &gw.http(&format!("/api/v1/channels/{channel}/history?since={since}&limit=1000")),
+            "",
+        )
+        .await;
         assert_eq!(status, 200, "{body}");
         let page: Value = serde_json::from_str(&body).expect("json");
         let batch = page["events"].as_array().expect("events").clone();
         if batch.is_empty() {
-            return (page["seq"].as_u64().expect("seq"), page["epoch"].as_str().expect("epoch").to_owned(), events);
+            return (
+                page["seq"].as_u64().expect("seq"),
+                page["epoch"].as_str().expect("epoch").to_owned(),
+                events,
+            );
         }
         since = batch.last().expect("last")["seq"].as_u64().expect("seq");
         events.extend(batch);
@@ -62,18 +76,35 @@ async fn all_events(gw: &Gateway, channel: &str) -> (u64, String, Vec<Value>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_a_storm_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let args = ["--history-size", "1000000", "--rate-limit", "1000000", "--rate-burst", "1000000"];
+    let args = [
+        "--history-size",
+        "1000000",
+        "--rate-limit",
+        "1000000",
+        "--rate-burst",
+        "1000000",
+    ];
     let gw = Gateway::spawn(dir.path(), &args);
-    let publishers: Vec<_> =
-        (0..4).map(|k| tokio::spawn(storm(gw.ws(), format!("pub{k}"), 1_000_000))).collect();
+    let publishers: Vec<_> = (0..4)
+        .map(|k| tokio::spawn(storm(gw.ws(), format!("pub{k}"), 1_000_000)))
+        .collect();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     gw.kill9();
     let mut acked = Vec::new();
     for p in publishers {
-        acked.extend(tokio::time::timeout(Duration::from_secs(20), p).await.expect("publisher ends").expect("publisher"));
+        acked.extend(
+            tokio::time::timeout(Duration::from_secs(20), p)
+                .await
+                .expect("publisher ends")
+                .expect("publisher"),
+        );
     }
     eprintln!("{} publishes acknowledged before kill -9", acked.len());
-    assert!(acked.len() > 200, "the storm got going before the kill ({} acks)", acked.len());
+    assert!(
+        acked.len() > 200,
+        "the storm got going before the kill ({} acks)",
+        acked.len()
+    );
 
     let gw = Gateway::spawn(dir.path(), &args);
     let (last, epoch, events) = all_events(&gw, "storm").await;
@@ -85,7 +116,9 @@ async fn kill_9_during_a_storm_loses_no_acknowledged_event() {
     let by_seq: HashMap<u64, &Value> = events.iter().map(|e| (e["seq"].as_u64().expect("seq"), e)).collect();
     for (id, seq, ack_epoch) in &acked {
         assert_eq!(ack_epoch, &epoch, "the epoch survives a crash");
-        let e = by_seq.get(seq).unwrap_or_else(|| panic!("acknowledged seq {seq} ({id}) lost"));
+        let e = by_seq
+            .get(seq)
+            .unwrap_or_else(|| panic!("acknowledged seq {seq} ({id}) lost"));
         assert_eq!(e["data"]["id"], id.as_str(), "seq {seq} holds the acknowledged event");
     }
 
@@ -93,7 +126,11 @@ async fn kill_9_during_a_storm_loses_no_acknowledged_event() {
     let (id, seq, _) = acked[acked.len() / 2].clone();
     let client = id.split('-').next().expect("client").to_owned();
     let (mut ws, _) = connect(&format!("{}?client_id={client}", gw.ws())).await;
-    send(&mut ws, &json!({"type": "publish", "id": id, "channel": "storm", "data": {}})).await;
+    send(
+        &mut ws,
+        &json!({"type": "publish", "id": id, "channel": "storm", "data": {}}),
+    )
+    .await;
     let reply = next_json(&mut ws).await.expect("reply");
     assert_eq!(reply["data"]["duplicate"], true, "{reply}");
     assert_eq!(reply["data"]["seq"], seq);
@@ -111,7 +148,11 @@ async fn pending_commands_survive_a_crash_and_their_result_reaches_the_inbox() {
 
     let gw = Gateway::spawn(dir.path(), &[]);
     let (mut agent, _) = connect(&gw.ws()).await;
-    send(&mut agent, &json!({"type": "register", "id": "r", "data": {"name": "rp", "commands": ["process_receipt"]}})).await;
+    send(
+        &mut agent,
+        &json!({"type": "register", "id": "r", "data": {"name": "rp", "commands": ["process_receipt"]}}),
+    )
+    .await;
     let task = loop {
         let v = next_json(&mut agent).await.expect("frame");
         if v["type"] == "task" {
@@ -120,15 +161,26 @@ async fn pending_commands_survive_a_crash_and_their_result_reaches_the_inbox() {
     };
     assert_eq!(task["data"]["payload"], json!({"imageUrl": "a.jpg"}));
     assert_eq!(task["data"]["from"], "frank");
-    send(&mut agent, &json!({"type": "task_result", "id": task["id"], "data": {"ok": true}})).await;
+    send(
+        &mut agent,
+        &json!({"type": "task_result", "id": task["id"], "data": {"ok": true}}),
+    )
+    .await;
 
     let (mut frank, _) = connect(&format!("{}?client_id=frank", gw.ws())).await;
-    send(&mut frank, &json!({"type": "subscribe", "id": "s", "channel": "inbox:frank", "since": {"seq": 0}})).await;
+    send(
+        &mut frank,
+        &json!({"type": "subscribe", "id": "s", "channel": "inbox:frank", "since": {"seq": 0}}),
+    )
+    .await;
     let event = loop {
         let v = next_json(&mut frank).await.expect("frame");
         if v["type"] == "event" {
             break v;
         }
     };
-    assert_eq!(event["data"], json!({"kind": "result", "id": "keep-me", "data": {"ok": true}}));
+    assert_eq!(
+        event["data"],
+        json!({"kind": "result", "id": "keep-me", "data": {"ok": true}})
+    );
 }

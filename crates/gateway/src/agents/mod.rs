@@ -40,12 +40,7 @@ pub struct Agents {
 
 impl Agents {
     /// An empty registry writing through `ledger`.
-    pub fn new(
-        command_ttl: Duration,
-        task_timeout: Duration,
-        ledger: Ledger,
-        metrics: Arc<Metrics>,
-    ) -> Arc<Agents> {
+    pub fn new(command_ttl: Duration, task_timeout: Duration, ledger: Ledger, metrics: Arc<Metrics>) -> Arc<Agents> {
         Arc::new(Agents {
             registry: Mutex::new(Registry::new(command_ttl, task_timeout)),
             ledger,
@@ -61,11 +56,7 @@ impl Agents {
 
     /// Starts the background tasks: accepted commands in, deadlines, the
     /// coalesced `agents` push.
-    pub fn spawn(
-        self: &Arc<Self>,
-        mut accepted: mpsc::UnboundedReceiver<PendingCommand>,
-        stop: CancellationToken,
-    ) {
+    pub fn spawn(self: &Arc<Self>, mut accepted: mpsc::UnboundedReceiver<PendingCommand>, stop: CancellationToken) {
         let me = self.clone();
         tokio::spawn(async move {
             while let Some(cmd) = accepted.recv().await {
@@ -106,15 +97,8 @@ impl Agents {
     }
 
     /// `register`.
-    pub async fn register(
-        &self,
-        conn: &ConnHandle,
-        name: &str,
-        commands: Vec<String>,
-        concurrency: u32,
-    ) {
-        let actions =
-            self.with(|r| r.register(conn, name, commands, concurrency, Instant::now(), now_ms()));
+    pub async fn register(&self, conn: &ConnHandle, name: &str, commands: Vec<String>, concurrency: u32) {
+        let actions = self.with(|r| r.register(conn, name, commands, concurrency, Instant::now(), now_ms()));
         self.act_and_rearm(actions).await;
     }
 
@@ -142,14 +126,8 @@ impl Agents {
     }
 
     /// `task_result`.
-    pub async fn result(
-        &self,
-        conn_id: u64,
-        task_id: &str,
-        outcome: Result<Value, AgentError>,
-    ) -> Result<(), Refusal> {
-        let actions =
-            self.with(|r| r.task_result(conn_id, task_id, outcome, Instant::now(), now_ms()))?;
+    pub async fn result(&self, conn_id: u64, task_id: &str, outcome: Result<Value, AgentError>) -> Result<(), Refusal> {
+        let actions = self.with(|r| r.task_result(conn_id, task_id, outcome, Instant::now(), now_ms()))?;
         self.act_and_rearm(actions).await;
         Ok(())
     }
@@ -179,15 +157,8 @@ impl Agents {
                     conn.send(Sent::Task, frame);
                 }
                 Action::Complete { task_id, outcome } => {
-                    if self
-                        .ledger
-                        .complete(CompleteOp { task_id, outcome })
-                        .await
-                        .is_err()
-                    {
-                        tracing::warn!(
-                            "shutting down: a command outcome stays pending for the next start"
-                        );
+                    if self.ledger.complete(CompleteOp { task_id, outcome }).await.is_err() {
+                        tracing::warn!("shutting down: a command outcome stays pending for the next start");
                     }
                 }
                 Action::AgentEvent { name, data } => {

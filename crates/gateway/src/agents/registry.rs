@@ -71,11 +71,7 @@ struct Agent {
 
 enum TaskState {
     Queued,
-    InFlight {
-        agent: String,
-        conn: u64,
-        since: Instant,
-    },
+    InFlight { agent: String, conn: u64, since: Instant },
 }
 
 struct Task {
@@ -196,11 +192,7 @@ impl Registry {
         now: Instant,
         now_ms: u64,
     ) -> Result<Vec<Action>, Refusal> {
-        let name = self
-            .replica_of
-            .get(&conn_id)
-            .cloned()
-            .ok_or(Refusal::NotRegistered)?;
+        let name = self.replica_of.get(&conn_id).cloned().ok_or(Refusal::NotRegistered)?;
         let agent = self.agents.get_mut(&name).ok_or(Refusal::NotRegistered)?;
         agent.last_seen_ms = now_ms;
         if let Some(r) = agent.replicas.get_mut(&conn_id) {
@@ -214,11 +206,7 @@ impl Registry {
 
     /// Notes that a replica was heard from.
     pub fn touch(&mut self, conn_id: u64, now_ms: u64) {
-        if let Some(agent) = self
-            .replica_of
-            .get(&conn_id)
-            .and_then(|n| self.agents.get_mut(n))
-        {
+        if let Some(agent) = self.replica_of.get(&conn_id).and_then(|n| self.agents.get_mut(n)) {
             agent.last_seen_ms = now_ms;
         }
     }
@@ -303,8 +291,7 @@ impl Registry {
         let (name, _) = self.in_flight_on(conn_id, task_id)?;
         let command = self.tasks[task_id].cmd.command.clone();
         self.touch(conn_id, now_ms);
-        let data =
-            json!({"kind": "task_progress", "task": task_id, "command": command, "data": data});
+        let data = json!({"kind": "task_progress", "task": task_id, "command": command, "data": data});
         Ok(vec![Action::AgentEvent { name, data }])
     }
 
@@ -313,9 +300,7 @@ impl Registry {
             return Err(Refusal::NotRegistered);
         }
         match self.tasks.get(task_id).map(|t| &t.state) {
-            Some(TaskState::InFlight { agent, conn, since }) if *conn == conn_id => {
-                Ok((agent.clone(), *since))
-            }
+            Some(TaskState::InFlight { agent, conn, since }) if *conn == conn_id => Ok((agent.clone(), *since)),
             _ => Err(Refusal::UnknownTask),
         }
     }
@@ -339,8 +324,7 @@ impl Registry {
             match task.state {
                 TaskState::Queued => {
                     self.queue.retain(|t| t != &task_id);
-                    let message =
-                        format!("no agent took `{}` within command_ttl", task.cmd.command);
+                    let message = format!("no agent took `{}` within command_ttl", task.cmd.command);
                     actions.push(Action::Complete {
                         task_id,
                         outcome: Outcome::Gateway {
@@ -357,8 +341,7 @@ impl Registry {
                             r.in_flight.remove(&task_id);
                         }
                     }
-                    let message =
-                        format!("`{}` got no result within task_timeout", task.cmd.command);
+                    let message = format!("`{}` got no result within task_timeout", task.cmd.command);
                     actions.push(Action::Complete {
                         task_id,
                         outcome: Outcome::Gateway {
@@ -385,10 +368,7 @@ impl Registry {
 
     /// Agents with at least one replica.
     pub fn online(&self) -> usize {
-        self.agents
-            .values()
-            .filter(|a| !a.replicas.is_empty())
-            .count()
+        self.agents.values().filter(|a| !a.replicas.is_empty()).count()
     }
 
     /// The `agent_status` array, sorted by name.

@@ -71,13 +71,7 @@ pub async fn serve(socket: WebSocket, gw: Arc<Gateway>, peer: Peer, _slot: IpSlo
 
     let (sink, stream) = socket.split();
     let reader_done = CancellationToken::new();
-    let writer = tokio::spawn(write_loop(
-        sink,
-        rx,
-        conn.clone(),
-        gw.clone(),
-        reader_done.clone(),
-    ));
+    let writer = tokio::spawn(write_loop(sink, rx, conn.clone(), gw.clone(), reader_done.clone()));
 
     let mut s = Session::new(gw.clone(), conn.clone(), principal);
     let reason = read_loop(stream, &mut s, &gw).await;
@@ -197,7 +191,10 @@ async fn write_loop(
         // Any other close first delivers what is queued (e.g. the last
         // `rate_limited` before 4029, or acks before 1001).
         metrics.close(code.code());
-        let close = Message::Close(Some(CloseFrame { code: code.code(), reason: code.reason().into() }));
+        let close = Message::Close(Some(CloseFrame {
+            code: code.code(),
+            reason: code.reason().into(),
+        }));
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
             if code != CloseCode::TryAgainLater {
                 while let Ok(frame) = rx.try_recv() {

@@ -59,12 +59,7 @@ impl ConnHandle {
             close_requested: Notify::new(),
             metrics,
         };
-        (
-            ConnHandle {
-                inner: Arc::new(inner),
-            },
-            rx,
-        )
+        (ConnHandle { inner: Arc::new(inner) }, rx)
     }
 
     /// The process-unique connection number.

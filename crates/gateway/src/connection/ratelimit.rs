@@ -82,19 +82,11 @@ mod tests {
             assert_eq!(g.check(now), Verdict::Allow);
         }
         for i in 0..4 {
-            let Verdict::Reject {
-                retry_after_ms,
-                close,
-            } = g.check(now)
-            else {
+            let Verdict::Reject { retry_after_ms, close } = g.check(now) else {
                 panic!("allowed")
             };
             assert!(retry_after_ms > 0 && retry_after_ms <= 1000);
-            assert_eq!(
-                close,
-                i == 3,
-                "the 4th rejection (more than burst=3) closes"
-            );
+            assert_eq!(close, i == 3, "the 4th rejection (more than burst=3) closes");
         }
     }
 

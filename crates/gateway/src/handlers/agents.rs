@@ -11,19 +11,10 @@ use crate::ledger::{CommandOp, Reply};
 use crate::metrics::Sent;
 
 impl Session {
-    pub(super) async fn register(
-        &mut self,
-        id: &str,
-        name: &str,
-        commands: Vec<String>,
-        concurrency: u32,
-    ) {
+    pub(super) async fn register(&mut self, id: &str, name: &str, commands: Vec<String>, concurrency: u32) {
         let data = json!({"name": name, "replica": self.conn.session()});
         self.conn.send(Sent::Ack, ack_frame(id, data));
-        self.gw
-            .agents
-            .register(&self.conn, name, commands, concurrency)
-            .await;
+        self.gw.agents.register(&self.conn, name, commands, concurrency).await;
     }
 
     pub(super) async fn status(&mut self, state: AgentState) {
@@ -39,12 +30,7 @@ impl Session {
     }
 
     pub(super) async fn task_result(&mut self, task_id: &str, outcome: Result<Value, AgentError>) {
-        if let Err(r) = self
-            .gw
-            .agents
-            .result(self.conn.id(), task_id, outcome)
-            .await
-        {
+        if let Err(r) = self.gw.agents.result(self.conn.id(), task_id, outcome).await {
             self.refused(Some(task_id), r);
         }
     }
@@ -68,12 +54,8 @@ impl Session {
 
     fn refused(&self, id: Option<&str>, r: Refusal) {
         let message = match r {
-            Refusal::NotRegistered => {
-                "this connection has not registered as an agent; send `register` first"
-            }
-            Refusal::UnknownTask => {
-                "no such task in flight on this connection (finished, timed out or never sent)"
-            }
+            Refusal::NotRegistered => "this connection has not registered as an agent; send `register` first",
+            Refusal::UnknownTask => "no such task in flight on this connection (finished, timed out or never sent)",
         };
         self.error(id, ErrorCode::BadRequest, message);
     }

@@ -23,13 +23,8 @@ impl Session {
         let since = since.map(|s| RecoverFrom {
             seq: s.seq,
             epoch: s.epoch,
-            not_before_ms: now_ms().saturating_sub(
-                self.gw
-                    .config
-                    .retention_for(channel)
-                    .history_ttl
-                    .as_millis() as u64,
-            ),
+            not_before_ms: now_ms()
+                .saturating_sub(self.gw.config.retention_for(channel).history_ttl.as_millis() as u64),
         });
         match self.gw.hub.subscribe(&self.conn, id, channel, since) {
             Ok(_) => {
@@ -47,8 +42,7 @@ impl Session {
         if self.subscriptions.remove(channel) {
             self.gw.hub.unsubscribe(self.conn.id(), channel);
         }
-        self.conn
-            .send(Sent::Ack, ack_frame(id, json!({"channel": channel})));
+        self.conn.send(Sent::Ack, ack_frame(id, json!({"channel": channel})));
     }
 
     pub(super) async fn publish(&mut self, id: String, channel: String, data: Value) {

@@ -117,13 +117,9 @@ impl Session {
     fn allow(&mut self, id: Option<&str>) -> bool {
         match self.rate.check(Instant::now()) {
             Verdict::Allow => true,
-            Verdict::Reject {
-                retry_after_ms,
-                close,
-            } => {
+            Verdict::Reject { retry_after_ms, close } => {
                 self.gw.metrics.error(ErrorCode::RateLimited);
-                self.conn
-                    .send(Sent::Error, rate_limited_frame(id, retry_after_ms));
+                self.conn.send(Sent::Error, rate_limited_frame(id, retry_after_ms));
                 if close {
                     tracing::warn!(session = %self.conn.session(), "too many frames rejected for rate; closing with 4029");
                     self.conn.close(CloseCode::RateLimited);

@@ -148,9 +148,7 @@ pub async fn messages(
     }
     let body: Vec<String> = replies
         .into_iter()
-        .map(|r| {
-            r.unwrap_or_else(|| error_frame(None, ErrorCode::Internal, "no reply in time; retry"))
-        })
+        .map(|r| r.unwrap_or_else(|| error_frame(None, ErrorCode::Internal, "no reply in time; retry")))
         .collect();
     json_response(StatusCode::OK, format!("[{}]", body.join(",")))
 }
@@ -170,11 +168,7 @@ pub async fn history(
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     if !is_valid_channel(&channel) {
-        return error_response(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::BadRequest,
-            "bad channel name",
-        );
+        return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, "bad channel name");
     }
     let number = |key: &str| query.get(key).map(|v| v.parse::<u64>());
     let since = match number("since") {
@@ -203,8 +197,7 @@ pub async fn history(
     let ttl = gw.config.retention_for(&channel).history_ttl.as_millis() as u64;
     let result = tokio::task::spawn_blocking(move || {
         let seq = store.last_seq(&channel)?;
-        let events =
-            store.read_events(&channel, since, seq, now_ms().saturating_sub(ttl), limit)?;
+        let events = store.read_events(&channel, since, seq, now_ms().saturating_sub(ttl), limit)?;
         let epoch = store.epoch(&channel);
         Ok::<_, crate::store::StoreError>((channel, epoch, seq, events))
     })
@@ -213,11 +206,7 @@ pub async fn history(
         Ok(Ok((channel, epoch, seq, events))) => {
             let head = json!({"channel": channel, "epoch": epoch, "seq": seq}).to_string();
             let frames: Vec<&str> = events.iter().map(|e| e.frame.as_str()).collect();
-            let body = format!(
-                "{},\"events\":[{}]}}",
-                &head[..head.len() - 1],
-                frames.join(",")
-            );
+            let body = format!("{},\"events\":[{}]}}", &head[..head.len() - 1], frames.join(","));
             json_response(StatusCode::OK, body)
         }
         _ => error_response(

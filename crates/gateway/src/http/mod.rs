@@ -53,10 +53,7 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
 
 async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         gw.metrics.render(),
     )
         .into_response()
@@ -101,10 +98,7 @@ async fn ws_upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let reject = |status: StatusCode, reason: &'static str, message: &'static str| {
-        gw.metrics
-            .rejected_upgrades
-            .with_label_values(&[reason])
-            .inc();
+        gw.metrics.rejected_upgrades.with_label_values(&[reason]).inc();
         tracing::warn!(peer = %addr, reason, "upgrade refused");
         (status, message).into_response()
     };

@@ -82,8 +82,7 @@ fn decode_event(seq: u64, raw: &[u8]) -> Result<StoredEvent, StoreError> {
         return Err(StoreError("corrupt event record".into()));
     }
     let ts = u64::from_be_bytes(raw[..8].try_into().expect("8 bytes"));
-    let frame = String::from_utf8(raw[8..].to_vec())
-        .map_err(|_| StoreError("corrupt event text".into()))?;
+    let frame = String::from_utf8(raw[8..].to_vec()).map_err(|_| StoreError("corrupt event text".into()))?;
     Ok(StoredEvent { seq, ts, frame })
 }
 
@@ -168,12 +167,7 @@ impl StoreWrite for EmbeddedWrite {
         Ok(seq)
     }
 
-    fn append(
-        &mut self,
-        channel: &str,
-        event: &StoredEvent,
-        history_size: u64,
-    ) -> Result<(), StoreError> {
+    fn append(&mut self, channel: &str, event: &StoredEvent, history_size: u64) -> Result<(), StoreError> {
         let mut raw = Vec::with_capacity(8 + event.frame.len());
         raw.extend_from_slice(&event.ts.to_be_bytes());
         raw.extend_from_slice(event.frame.as_bytes());
@@ -187,12 +181,7 @@ impl StoreWrite for EmbeddedWrite {
         Ok(())
     }
 
-    fn dedup_get(
-        &mut self,
-        principal: &str,
-        id: &str,
-        now_ms: u64,
-    ) -> Result<Option<DedupEntry>, StoreError> {
+    fn dedup_get(&mut self, principal: &str, id: &str, now_ms: u64) -> Result<Option<DedupEntry>, StoreError> {
         let table = self.txn.open_table(DEDUP)?;
         let Some(raw) = table.get((principal, id))? else {
             return Ok(None);
@@ -201,13 +190,7 @@ impl StoreWrite for EmbeddedWrite {
         Ok((record.expires_ms > now_ms).then_some(record.entry))
     }
 
-    fn dedup_put(
-        &mut self,
-        principal: &str,
-        id: &str,
-        entry: &DedupEntry,
-        expires_ms: u64,
-    ) -> Result<(), StoreError> {
+    fn dedup_put(&mut self, principal: &str, id: &str, entry: &DedupEntry, expires_ms: u64) -> Result<(), StoreError> {
         let record = serde_json::to_vec(&DedupRecord {
             expires_ms,
             entry: entry.clone(),
@@ -242,11 +225,7 @@ impl StoreWrite for EmbeddedWrite {
         Ok(Some(serde_json::from_slice(raw.value()).map_err(json_err)?))
     }
 
-    fn sweep(
-        &mut self,
-        now_ms: u64,
-        retention: &dyn Fn(&str) -> Retention,
-    ) -> Result<SweepStats, StoreError> {
+    fn sweep(&mut self, now_ms: u64, retention: &dyn Fn(&str) -> Retention) -> Result<SweepStats, StoreError> {
         let mut stats = SweepStats::default();
         let channels: Vec<(String, u64)> = {
             let table = self.txn.open_table(CHANNELS)?;

@@ -57,16 +57,9 @@ pub enum Outcome {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DedupEntry {
     /// A publish, with its original ack.
-    Published {
-        channel: String,
-        seq: u64,
-        epoch: String,
-    },
+    Published { channel: String, seq: u64, epoch: String },
     /// A command: its task, and its outcome once there is one.
-    Command {
-        task_id: String,
-        outcome: Option<Outcome>,
-    },
+    Command { task_id: String, outcome: Option<Outcome> },
 }
 
 /// A command accepted and not yet finished.
@@ -128,38 +121,18 @@ pub trait StoreWrite {
     fn last_seq(&mut self, channel: &str) -> Result<u64, StoreError>;
     /// Appends `event` as the channel's new last event and drops the event that
     /// falls out of a window of `history_size`.
-    fn append(
-        &mut self,
-        channel: &str,
-        event: &StoredEvent,
-        history_size: u64,
-    ) -> Result<(), StoreError>;
+    fn append(&mut self, channel: &str, event: &StoredEvent, history_size: u64) -> Result<(), StoreError>;
     /// The live entry for `(principal, id)`, if any was stored before `now_ms`
     /// minus the window.
-    fn dedup_get(
-        &mut self,
-        principal: &str,
-        id: &str,
-        now_ms: u64,
-    ) -> Result<Option<DedupEntry>, StoreError>;
+    fn dedup_get(&mut self, principal: &str, id: &str, now_ms: u64) -> Result<Option<DedupEntry>, StoreError>;
     /// Stores `(principal, id)` until `expires_ms`.
-    fn dedup_put(
-        &mut self,
-        principal: &str,
-        id: &str,
-        entry: &DedupEntry,
-        expires_ms: u64,
-    ) -> Result<(), StoreError>;
+    fn dedup_put(&mut self, principal: &str, id: &str, entry: &DedupEntry, expires_ms: u64) -> Result<(), StoreError>;
     /// Stores a pending command.
     fn command_put(&mut self, command: &PendingCommand) -> Result<(), StoreError>;
     /// Removes and returns a pending command.
     fn command_take(&mut self, task_id: &str) -> Result<Option<PendingCommand>, StoreError>;
     /// Drops events beyond each channel's retention and expired dedup keys.
-    fn sweep(
-        &mut self,
-        now_ms: u64,
-        retention: &dyn Fn(&str) -> Retention,
-    ) -> Result<SweepStats, StoreError>;
+    fn sweep(&mut self, now_ms: u64, retention: &dyn Fn(&str) -> Retention) -> Result<SweepStats, StoreError>;
     /// Makes every change durable, or none.
     fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }

@@ -28,7 +28,12 @@ pub struct TestServer {
 
 /// A config for tests: generous rate limits, everything else default.
 pub fn test_config() -> Config {
-    Config { rate_limit: 100_000, rate_burst: 100_000, node_id: "gw-test".into(), ..Config::default() }
+    Config {
+        rate_limit: 100_000,
+        rate_burst: 100_000,
+        node_id: "gw-test".into(),
+        ..Config::default()
+    }
 }
 
 impl TestServer {
@@ -52,7 +57,12 @@ impl TestServer {
         let join = tokio::spawn(tether_gateway::run(listener, config, async move {
             let _ = rx.await;
         }));
-        TestServer { addr, stop: Some(tx), join: Some(join), dir }
+        TestServer {
+            addr,
+            stop: Some(tx),
+            join: Some(join),
+            dir,
+        }
     }
 
     pub fn ws_url(&self) -> String {
@@ -99,7 +109,12 @@ impl Client {
             .await
             .expect("connect in time")
             .expect("connect");
-        let mut c = Client { ws, welcome: Value::Null, pending: VecDeque::new(), next_id: 0 };
+        let mut c = Client {
+            ws,
+            welcome: Value::Null,
+            pending: VecDeque::new(),
+            next_id: 0,
+        };
         let w = c.recv().await;
         assert_eq!(w["type"], "welcome", "first frame is welcome: {w}");
         c.welcome = w["data"].clone();
@@ -175,28 +190,35 @@ impl Client {
 
     pub async fn subscribe(&mut self, channel: &str) -> Value {
         let id = self.fresh_id();
-        let ack = self.request(json!({"type": "subscribe", "id": id, "channel": channel})).await;
+        let ack = self
+            .request(json!({"type": "subscribe", "id": id, "channel": channel}))
+            .await;
         assert_eq!(ack["type"], "ack", "subscribe acked: {ack}");
         ack
     }
 
     pub async fn subscribe_since(&mut self, channel: &str, since: Value) -> Value {
         let id = self.fresh_id();
-        let ack = self.request(json!({"type": "subscribe", "id": id, "channel": channel, "since": since})).await;
+        let ack = self
+            .request(json!({"type": "subscribe", "id": id, "channel": channel, "since": since}))
+            .await;
         assert_eq!(ack["type"], "ack", "subscribe acked: {ack}");
         ack
     }
 
     pub async fn publish(&mut self, channel: &str, data: Value) -> Value {
         let id = self.fresh_id();
-        let ack = self.request(json!({"type": "publish", "id": id, "channel": channel, "data": data})).await;
+        let ack = self
+            .request(json!({"type": "publish", "id": id, "channel": channel, "data": data}))
+            .await;
         assert_eq!(ack["type"], "ack", "publish acked: {ack}");
         ack
     }
 
     /// The next event on `channel`.
     pub async fn event(&mut self, channel: &str) -> Value {
-        self.recv_where(|v| v["type"] == "event" && v["channel"] == channel).await
+        self.recv_where(|v| v["type"] == "event" && v["channel"] == channel)
+            .await
     }
 
     /// Whether a frame matching `pred` arrives within `d` (leaves others pending).
@@ -264,8 +286,14 @@ pub async fn http_post(url: &str, body: &str) -> (u16, String) {
 async fn http_request(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").expect("http url");
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
-    let mut s = tokio::time::timeout(WAIT, TcpStream::connect(host)).await.expect("connect in time").expect("connect");
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut s = tokio::time::timeout(WAIT, TcpStream::connect(host))
+        .await
+        .expect("connect in time")
+        .expect("connect");
     let body = body.unwrap_or("");
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -273,11 +301,22 @@ async fn http_request(method: &str, url: &str, body: Option<&str>) -> (u16, Stri
     );
     s.write_all(req.as_bytes()).await.expect("write");
     let mut buf = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut buf)).await.expect("response in time").expect("read");
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .expect("response in time")
+        .expect("read");
     let text = String::from_utf8_lossy(&buf).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status line");
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
     (status, body)
 }
 
@@ -289,7 +328,7 @@ fn dechunk(mut s: &str) -> String {
             break;
         }
         out.push_str(&rest[..n]);
-        s = &rest[n..].trim_start_matches("\r\n");
+        s = rest[n..].trim_start_matches("\r\n");
     }
     out
 }

@@ -27,7 +27,9 @@ impl Gateway {
 
     pub fn spawn_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Gateway {
         let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir).args(extra);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .args(extra);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -38,8 +40,14 @@ impl Gateway {
             .spawn()
             .expect("spawn tether");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read stdout");
-        let addr = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("bad first line: {line:?}")).to_owned();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read stdout");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("bad first line: {line:?}"))
+            .to_owned();
         Gateway { child, addr }
     }
 
@@ -67,7 +75,10 @@ impl Gateway {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(std::time::Instant::now() < deadline, "tether did not exit within {limit:?} of SIGTERM");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tether did not exit within {limit:?} of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -82,7 +93,11 @@ impl Drop for Gateway {
 
 fn send_signal(pid: i32, sig: i32) -> i32 {
     // The workspace forbids `unsafe`, so no libc::kill: the kill(1) command.
-    let status = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().expect("kill command");
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill command");
     if status.success() {
         0
     } else {
@@ -130,9 +145,16 @@ pub async fn http(method: &str, url: &str, body: &str) -> (u16, String) {
     );
     s.write_all(req.as_bytes()).await.expect("write");
     let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await.expect("in time").expect("read");
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("in time")
+        .expect("read");
     let text = String::from_utf8_lossy(&buf).to_string();
     let (head, body) = text.split_once("\r\n\r\n").expect("response");
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
     (status, body.to_owned())
 }
