@@ -25,6 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -96,6 +97,12 @@ pub async fn run(
 
     let stop_accepting = CancellationToken::new();
     let app = http::router(gw.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    // No Nagle delay: frames are small and latency matters more than packets.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let server = tokio::spawn(
         axum::serve(listener, app)
             .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())

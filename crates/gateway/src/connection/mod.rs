@@ -116,7 +116,9 @@ async fn read_loop(mut stream: SplitStream<WebSocket>, s: &mut Session, gw: &Gat
                 match msg {
                     Message::Text(text) => {
                         gw.metrics.bytes_received.inc_by(text.len() as u64);
-                        s.on_text(text.as_str()).await;
+                        // Boxed: the handler future is large and idle connections
+                        // should not carry its space.
+                        Box::pin(s.on_text(text.as_str())).await;
                     }
                     Message::Binary(b) => {
                         gw.metrics.bytes_received.inc_by(b.len() as u64);

@@ -19,7 +19,7 @@ use crate::state::{Gateway, Phase};
 
 /// Bytes tungstenite reads per socket read. Small on purpose: an idle
 /// connection should cost a few KiB, not the 128 KiB default.
-pub const READ_BUFFER: usize = 4 * 1024;
+pub const READ_BUFFER: usize = 2 * 1024;
 /// Bytes tungstenite gathers before writing to the socket.
 pub const WRITE_BUFFER: usize = 8 * 1024;
 
