@@ -17,13 +17,9 @@ use dashmap::DashMap;
 use serde_json::json;
 use tether_protocol::server::ack_frame;
 
-use crate::connection::outbound::{ConnHandle, Enqueue};
+use crate::connection::outbound::{ConnHandle, Enqueue, Replay};
 use crate::metrics::{Metrics, Sent};
 use crate::store::{Store, StoreError};
-
-/// Most events replayed by one recovering subscribe; a longer gap than this is
-/// beyond any channel's history anyway (the history size bounds it).
-const MAX_REPLAY: usize = 1_000_000;
 
 struct ChannelState {
     /// Last seq delivered to subscribers (equal to or behind the store's last).
@@ -130,7 +126,7 @@ impl Hub {
     ) -> Result<Subscribed, StoreError> {
         let epoch = self.store.epoch(channel);
         let mut data = json!({"channel": channel, "seq": st.seq, "epoch": epoch});
-        let mut replay = Vec::new();
+        let mut replay = None;
         let outcome = match since {
             None => Subscribed::Live,
             Some(from) => {
@@ -142,23 +138,18 @@ impl Hub {
                             .store
                             .first_retained(channel, from.not_before_ms)?
                             .is_some_and(|first| first <= from.seq + 1));
+                data["recovered"] = recoverable.into();
+                if recoverable && from.seq < st.seq {
+                    replay = Some(Replay {
+                        channel: channel.to_owned(),
+                        after: from.seq,
+                        upto: st.seq,
+                        not_before_ms: from.not_before_ms,
+                    });
+                }
                 if recoverable {
-                    replay = self
-                        .store
-                        .read_events(channel, from.seq, st.seq, from.not_before_ms, MAX_REPLAY)?;
-                    // Retention may have moved between the two reads.
-                    let complete = replay.len() as u64 == st.seq - from.seq
-                        && replay.first().is_none_or(|e| e.seq == from.seq + 1);
-                    if complete {
-                        data["recovered"] = true.into();
-                        Subscribed::Recovered(replay.len() as u64)
-                    } else {
-                        replay.clear();
-                        data["recovered"] = false.into();
-                        Subscribed::NotRecovered
-                    }
+                    Subscribed::Recovered(st.seq - from.seq)
                 } else {
-                    data["recovered"] = false.into();
                     Subscribed::NotRecovered
                 }
             }
@@ -166,11 +157,12 @@ impl Hub {
         if outcome != Subscribed::Live {
             self.metrics.recovery(outcome != Subscribed::NotRecovered);
         }
+        // The replay is one queue item that the connection's writer streams
+        // from the store; live events queued after it follow it.
         conn.send(Sent::Ack, ack_frame(id, data));
-        for e in &replay {
-            conn.send(Sent::Event, e.frame.clone());
+        if let Some(r) = replay {
+            conn.replay(r);
         }
-        self.metrics.deliveries.inc_by(replay.len() as u64);
         st.subscribers.insert(conn.id(), conn.clone());
         Ok(outcome)
     }

@@ -211,3 +211,28 @@ async fn history_route_pages_through_retained_events() {
     assert_eq!(status, 400);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_replay_longer_than_the_outbound_queue_is_streamed_whole() {
+    let server = TestServer::start_with(|c| c.outbound_queue = 16).await;
+    let mut p = server.client().await;
+    for i in 0..300 {
+        p.send(json!({"type": "publish", "id": format!("q{i}"), "channel": "long", "data": i}))
+            .await;
+        if i % 8 == 7 {
+            // Keep the publisher's own ack bursts within its small queue.
+            p.reply_to(&format!("q{i}")).await;
+        }
+    }
+    p.reply_to("q299").await;
+    let mut c = server.client().await;
+    let ack = c.subscribe_since("long", json!({"seq": 0})).await;
+    assert_eq!(ack["data"]["recovered"], true);
+    for want in 1..=300u64 {
+        let e = c.event("long").await;
+        assert_eq!(e["seq"], want);
+    }
+    p.publish("long", json!("live")).await;
+    assert_eq!(c.event("long").await["seq"], 301);
+    server.stop().await;
+}

@@ -11,7 +11,7 @@ pub mod ratelimit;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tether_protocol::server::Welcome;
@@ -24,7 +24,7 @@ use crate::clock::{now_ms, random_id};
 use crate::handlers::Session;
 use crate::metrics::Sent;
 use crate::state::{Gateway, IpSlot};
-use outbound::ConnHandle;
+use outbound::{ConnHandle, Outbound};
 
 /// How long the writer tries to deliver a close frame to a peer that is not
 /// reading before it drops the TCP connection.
@@ -142,9 +142,26 @@ fn read_error(conn: &ConnHandle, e: axum::Error) -> String {
     format!("read error: {inner}")
 }
 
+/// Events read from the store per step of a replay.
+const REPLAY_CHUNK: usize = 256;
+
+/// Why a write stopped.
+enum WriteStop {
+    /// The socket failed: the connection is gone.
+    Socket,
+    /// A promised replay had a gap (retention moved on meanwhile).
+    Gap,
+}
+
+impl From<axum::Error> for WriteStop {
+    fn from(_: axum::Error) -> Self {
+        WriteStop::Socket
+    }
+}
+
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Utf8Bytes>,
+    mut rx: mpsc::Receiver<Outbound>,
     conn: ConnHandle,
     gw: Arc<Gateway>,
     reader_done: CancellationToken,
@@ -159,22 +176,18 @@ async fn write_loop(
                 continue;
             }
             _ = reader_done.cancelled() => return,
-            frame = rx.recv() => {
-                let Some(frame) = frame else { return };
+            item = rx.recv() => {
+                let Some(item) = item else { return };
                 let write = async {
-                    let mut bytes = frame.len();
-                    sink.feed(Message::Text(frame)).await?;
+                    let mut bytes = write_item(&mut sink, item, &gw).await?;
                     for _ in 1..WRITE_BATCH {
                         match rx.try_recv() {
-                            Ok(f) => {
-                                bytes += f.len();
-                                sink.feed(Message::Text(f)).await?;
-                            }
+                            Ok(item) => bytes += write_item(&mut sink, item, &gw).await?,
                             Err(_) => break,
                         }
                     }
                     sink.flush().await?;
-                    Ok::<usize, axum::Error>(bytes)
+                    Ok::<usize, WriteStop>(bytes)
                 };
                 tokio::select! {
                     r = write => match r {
@@ -182,7 +195,12 @@ async fn write_loop(
                             metrics.bytes_sent.inc_by(bytes as u64);
                             continue;
                         }
-                        Err(_) => return,
+                        Err(WriteStop::Socket) => return,
+                        Err(WriteStop::Gap) => {
+                            tracing::warn!(session = %conn.session(), "history trimmed during a replay; closing with 1013");
+                            conn.close(CloseCode::TryAgainLater);
+                            continue;
+                        }
                     },
                     code = conn.close_requested() => code,
                     _ = reader_done.cancelled() => return,
@@ -199,16 +217,58 @@ async fn write_loop(
         }));
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
             if code != CloseCode::TryAgainLater {
-                while let Ok(frame) = rx.try_recv() {
-                    sink.feed(Message::Text(frame)).await?;
+                while let Ok(item) = rx.try_recv() {
+                    write_item(&mut sink, item, &gw).await?;
                 }
             }
             sink.send(close).await?;
             // Give the peer a moment to answer the close before dropping TCP.
             reader_done.cancelled().await;
-            Ok::<(), axum::Error>(())
+            Ok::<(), WriteStop>(())
         })
         .await;
         return;
+    }
+}
+
+/// Feeds one queue item to the sink; returns the bytes fed.
+async fn write_item(
+    sink: &mut SplitSink<WebSocket, Message>,
+    item: Outbound,
+    gw: &Gateway,
+) -> Result<usize, WriteStop> {
+    match item {
+        Outbound::Frame(frame) => {
+            let n = frame.len();
+            sink.feed(Message::Text(frame)).await?;
+            Ok(n)
+        }
+        Outbound::Replay(r) => {
+            let mut bytes = 0;
+            let mut next = r.after + 1;
+            while next <= r.upto {
+                let chunk = gw
+                    .store
+                    .read_events(&r.channel, next - 1, r.upto, r.not_before_ms, REPLAY_CHUNK)
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "replay read failed");
+                        WriteStop::Gap
+                    })?;
+                if chunk.is_empty() {
+                    return Err(WriteStop::Gap);
+                }
+                for e in chunk {
+                    if e.seq != next {
+                        return Err(WriteStop::Gap);
+                    }
+                    next += 1;
+                    bytes += e.frame.len();
+                    sink.feed(Message::Text(e.frame.into())).await?;
+                    gw.metrics.sent(Sent::Event, 1);
+                    gw.metrics.deliveries.inc();
+                }
+            }
+            Ok(bytes)
+        }
     }
 }

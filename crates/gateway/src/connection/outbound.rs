@@ -15,6 +15,26 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::metrics::{Metrics, Sent};
 
+/// One item of the outbound queue.
+pub enum Outbound {
+    /// A frame, ready for the wire (event frames are shared, not copied).
+    Frame(Utf8Bytes),
+    /// Recovered history to stream from the store, in order, before anything
+    /// queued after it. Kept as one item so that a long replay costs one slot,
+    /// not one per event.
+    Replay(Replay),
+}
+
+/// The events `after < seq <= upto` of `channel` (none older than
+/// `not_before_ms`), promised to the client by a `recovered: true` ack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replay {
+    pub channel: String,
+    pub after: u64,
+    pub upto: u64,
+    pub not_before_ms: u64,
+}
+
 /// What became of a frame handed to [`ConnHandle::send`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueue {
@@ -35,7 +55,7 @@ pub struct ConnHandle {
 struct Inner {
     id: u64,
     session: String,
-    tx: mpsc::Sender<Utf8Bytes>,
+    tx: mpsc::Sender<Outbound>,
     /// The close code asked for; 0 while open. The first request wins.
     close_code: AtomicU16,
     close_requested: Notify,
@@ -49,7 +69,7 @@ impl ConnHandle {
         session: String,
         capacity: usize,
         metrics: Arc<Metrics>,
-    ) -> (ConnHandle, mpsc::Receiver<Utf8Bytes>) {
+    ) -> (ConnHandle, mpsc::Receiver<Outbound>) {
         let (tx, rx) = mpsc::channel(capacity);
         let inner = Inner {
             id,
@@ -74,14 +94,24 @@ impl ConnHandle {
 
     /// Queues one frame without waiting.
     pub fn send(&self, kind: Sent, frame: impl Into<Utf8Bytes>) -> Enqueue {
+        let e = self.enqueue(Outbound::Frame(frame.into()));
+        if e == Enqueue::Sent {
+            self.inner.metrics.sent(kind, 1);
+        }
+        e
+    }
+
+    /// Queues a replay of stored history without waiting (one slot).
+    pub fn replay(&self, replay: Replay) -> Enqueue {
+        self.enqueue(Outbound::Replay(replay))
+    }
+
+    fn enqueue(&self, item: Outbound) -> Enqueue {
         if self.close_code().is_some() {
             return Enqueue::Closed;
         }
-        match self.inner.tx.try_send(frame.into()) {
-            Ok(()) => {
-                self.inner.metrics.sent(kind, 1);
-                Enqueue::Sent
-            }
+        match self.inner.tx.try_send(item) {
+            Ok(()) => Enqueue::Sent,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 if self.close(CloseCode::TryAgainLater) {
                     self.inner.metrics.slow_consumer_closes.inc();
