@@ -132,7 +132,9 @@ impl ConnHandle {
             .compare_exchange(0, code.code(), Ordering::AcqRel, Ordering::Acquire)
             .is_ok();
         if first {
-            self.inner.close_requested.notify_one();
+            // Both the reader and the writer wait on this; wake every waiter
+            // (`close_requested` re-checks the code, so none is lost).
+            self.inner.close_requested.notify_waiters();
         }
         first
     }
