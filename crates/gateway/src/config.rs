@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use tether_protocol::validate::pattern_matches;
 
+use crate::auth::AuthSettings;
+
 /// Default per-connection frame budget, frames per second.
 pub const DEFAULT_RATE_LIMIT: u32 = 100;
 /// Default burst over [`DEFAULT_RATE_LIMIT`].
@@ -79,6 +81,8 @@ pub struct Config {
     pub system_metrics_interval: Duration,
     /// Origin allowlist for upgrades; empty allows any.
     pub allowed_origins: Vec<String>,
+    /// Token checking (off by default: development mode).
+    pub auth: AuthSettings,
     /// Frames queued per connection before it is a slow consumer.
     pub outbound_queue: usize,
     /// Commands in flight or waiting across the node.
@@ -106,6 +110,7 @@ impl Default for Config {
             task_timeout: Duration::from_secs(60),
             system_metrics_interval: Duration::from_secs(5),
             allowed_origins: Vec::new(),
+            auth: AuthSettings::Off,
             outbound_queue: DEFAULT_OUTBOUND_QUEUE,
             max_pending_commands: DEFAULT_MAX_PENDING_COMMANDS,
         }

@@ -7,6 +7,7 @@
 //! [`store`] (durable state).
 
 pub mod agents;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod connection;
@@ -56,6 +57,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     config.validate()?;
+    let authenticator = auth::Authenticator::from_settings(&config.auth).map_err(|e| config::ConfigError {
+        field: "jwt-secret/jwt-public-key",
+        reason: e.0,
+    })?;
+    let auth_on = authenticator.is_some();
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
     let dir = config.data_dir.clone();
@@ -82,6 +88,7 @@ pub async fn run(
         ledger.clone(),
         agents.clone(),
         system,
+        authenticator,
     ));
 
     let background = CancellationToken::new();
@@ -92,7 +99,9 @@ pub async fn run(
     if config.allowed_origins.is_empty() {
         tracing::debug!("no origin allowlist: upgrades from any origin are accepted");
     }
-    tracing::warn!("authentication is off (development mode): every connection may do everything");
+    if !auth_on {
+        tracing::warn!("authentication is off (development mode): every connection may do everything");
+    }
     gw.set_phase(Phase::Ready);
 
     let stop_accepting = CancellationToken::new();

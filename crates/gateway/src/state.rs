@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::agents::Agents;
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::ledger::Ledger;
@@ -38,6 +39,8 @@ pub struct Gateway {
     pub ledger: Ledger,
     pub agents: Arc<Agents>,
     pub system: Arc<SystemSampler>,
+    /// Token checker; `None` when auth is off.
+    pub auth: Option<Authenticator>,
     /// Cancelled when draining starts: every connection closes with 1001.
     pub draining: CancellationToken,
     /// Tracks connection tasks so that shutdown can wait for them.
@@ -75,6 +78,7 @@ impl Gateway {
         ledger: Ledger,
         agents: Arc<Agents>,
         system: Arc<SystemSampler>,
+        auth: Option<Authenticator>,
     ) -> Gateway {
         Gateway {
             config,
@@ -84,6 +88,7 @@ impl Gateway {
             ledger,
             agents,
             system,
+            auth,
             draining: CancellationToken::new(),
             connections: TaskTracker::new(),
             phase: AtomicU8::new(Phase::Starting as u8),

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
+use tether_gateway::auth::{AuthSettings, Authenticator};
 use tether_gateway::config::{Retention, RetentionRule};
 use tether_gateway::Config;
 
@@ -169,18 +170,25 @@ pub struct AgentArgs {
 
 #[derive(Debug, Args)]
 pub struct TokenArgs {
+    /// The HS256 secret (the gateway's --jwt-secret).
     #[arg(long)]
     pub secret: String,
+    /// The principal.
     #[arg(long)]
     pub sub: String,
+    /// client (default), agent or admin.
     #[arg(long)]
     pub role: Option<String>,
+    /// Channel patterns it may subscribe to (comma-separated; '' for none).
     #[arg(long, value_delimiter = ',')]
     pub channels: Option<Vec<String>>,
+    /// Channel patterns it may publish to (comma-separated; '' for none).
     #[arg(long, value_delimiter = ',')]
     pub publish: Option<Vec<String>>,
+    /// Command types it may send (comma-separated; '' for none).
     #[arg(long, value_delimiter = ',')]
     pub commands: Option<Vec<String>>,
+    /// Lifetime.
     #[arg(long, value_parser = duration, default_value = "1h")]
     pub ttl: Duration,
 }
@@ -275,6 +283,25 @@ impl ServeArgs {
                 )));
             }
         }
+        let jwt_secret = self.jwt_secret.or(file.jwt_secret);
+        let jwt_public_key = self.jwt_public_key.or(file.jwt_public_key);
+        let auth = match (jwt_secret, jwt_public_key) {
+            (Some(_), Some(_)) => {
+                return Err(UsageError("give --jwt-secret or --jwt-public-key, not both".into()));
+            }
+            (Some(secret), None) => AuthSettings::Hs256 { secret },
+            (None, Some(path)) => {
+                let pem = std::fs::read(&path)
+                    .map_err(|e| UsageError(format!("cannot read --jwt-public-key {}: {e}", path.display())))?;
+                AuthSettings::PublicKeyPem { pem }
+            }
+            (None, None) => AuthSettings::Off,
+        };
+        if let Err(e) = Authenticator::from_settings(&auth) {
+            return Err(UsageError(format!(
+                "invalid value for --jwt-secret/--jwt-public-key: {e}"
+            )));
+        }
         let d = Config::default();
         let listen = match (self.listen, file.listen) {
             (Some(a), _) => a,
@@ -349,6 +376,7 @@ impl ServeArgs {
                 .or(file_duration("system_metrics_interval", file.system_metrics_interval)?)
                 .unwrap_or(d.system_metrics_interval),
             allowed_origins: self.allowed_origin.or(file.allowed_origin).unwrap_or_default(),
+            auth,
             ..d
         };
         config

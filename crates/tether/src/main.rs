@@ -4,6 +4,7 @@
 mod cli;
 mod client;
 mod serve;
+mod token;
 
 use std::process::ExitCode;
 
@@ -45,10 +46,7 @@ fn main() -> ExitCode {
         Command::Pub(args) => runtime.block_on(client::publish(args)),
         Command::Sub(args) => runtime.block_on(client::subscribe(args)),
         Command::Agent(args) => runtime.block_on(client::agent(args)),
-        Command::Token(_) => {
-            eprintln!("error: tether token is not supported by this build yet (JWT auth is not implemented)");
-            return ExitCode::from(2);
-        }
+        Command::Token(args) => token::print(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

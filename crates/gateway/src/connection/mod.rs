@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{AuthError, Identity};
 use crate::clock::{now_ms, random_id};
 use crate::handlers::Session;
 use crate::metrics::Sent;
@@ -36,22 +37,37 @@ const WRITE_BATCH: usize = 64;
 
 /// Who is connecting, as the upgrade request said.
 pub struct Peer {
-    /// `client_id` query parameter (auth off), already validated.
-    pub client_id: Option<String>,
+    /// What the upgrade request proved.
+    pub auth: PeerAuth,
     /// Remote address, for logs.
     pub addr: std::net::SocketAddr,
+}
+
+/// The upgrade request's credentials, as checked by the HTTP layer.
+pub enum PeerAuth {
+    /// Auth off: the `client_id` query parameter, already validated.
+    Unchecked { client_id: Option<String> },
+    /// A valid token.
+    Checked(Identity),
+    /// A refused token: the connection is closed with 4001/4003 at once.
+    Refused(AuthError),
 }
 
 /// Serves one upgraded connection until it closes.
 pub async fn serve(socket: WebSocket, gw: Arc<Gateway>, peer: Peer, _slot: IpSlot) {
     let session = random_id("");
+    let identity = match peer.auth {
+        PeerAuth::Unchecked { client_id } => Identity::unchecked(client_id.unwrap_or_else(|| session.clone())),
+        PeerAuth::Checked(identity) => identity,
+        PeerAuth::Refused(e) => return refuse(socket, &gw, peer.addr, e).await,
+    };
+    let principal = identity.principal.clone();
     let (conn, rx) = ConnHandle::new(
         gw.next_conn_id(),
         session.clone(),
         gw.config.outbound_queue,
         gw.metrics.clone(),
     );
-    let principal = peer.client_id.unwrap_or_else(|| session.clone());
     gw.metrics.connections.inc();
     tracing::info!(session = %session, peer = %peer.addr, principal = %principal, "connection open");
 
@@ -73,7 +89,7 @@ pub async fn serve(socket: WebSocket, gw: Arc<Gateway>, peer: Peer, _slot: IpSlo
     let reader_done = CancellationToken::new();
     let writer = tokio::spawn(write_loop(sink, rx, conn.clone(), gw.clone(), reader_done.clone()));
 
-    let mut s = Session::new(gw.clone(), conn.clone(), principal);
+    let mut s = Session::new(gw.clone(), conn.clone(), identity);
     let reason = read_loop(stream, &mut s, &gw).await;
     s.cleanup().await;
     reader_done.cancel();
@@ -81,6 +97,33 @@ pub async fn serve(socket: WebSocket, gw: Arc<Gateway>, peer: Peer, _slot: IpSlo
     gw.metrics.connections.dec();
     let code = conn.close_code().map(|c| c.code());
     tracing::info!(session = %session, reason = %reason, close_code = ?code, "connection closed");
+}
+
+/// Closes a connection whose token was refused: 4001, or 4003 for a principal
+/// that may not connect at all. No `welcome`.
+async fn refuse(mut socket: WebSocket, gw: &Gateway, addr: std::net::SocketAddr, e: AuthError) {
+    let code = match e {
+        AuthError::Invalid(_) => CloseCode::Unauthorized,
+        AuthError::Forbidden(_) => CloseCode::Forbidden,
+    };
+    tracing::warn!(peer = %addr, reason = %e, code = code.code(), "connection refused for its token");
+    gw.metrics.close(code.code());
+    let reason = close_reason(&e.to_string());
+    let close = Message::Close(Some(CloseFrame {
+        code: code.code(),
+        reason: reason.into(),
+    }));
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        socket.send(close).await?;
+        // Wait for the peer's close answer (bounded by CLOSE_GRACE).
+        while let Some(Ok(m)) = socket.recv().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+        Ok::<(), axum::Error>(())
+    })
+    .await;
 }
 
 async fn read_loop(mut stream: SplitStream<WebSocket>, s: &mut Session, gw: &Gateway) -> String {
@@ -106,6 +149,11 @@ async fn read_loop(mut stream: SplitStream<WebSocket>, s: &mut Session, gw: &Gat
                 conn.close(CloseCode::HeartbeatTimeout);
                 return "heartbeat deadline missed".into();
             }
+            _ = sleep_until_opt(s.expiry()) => {
+                tracing::info!(session = %conn.session(), "token expired; closing with 4001");
+                conn.close(CloseCode::Unauthorized);
+                return "token expired".into();
+            }
             msg = stream.next() => {
                 let msg = match msg {
                     None => return "peer went away".into(),
@@ -129,6 +177,27 @@ async fn read_loop(mut stream: SplitStream<WebSocket>, s: &mut Session, gw: &Gat
                 }
             }
         }
+    }
+}
+
+/// A close reason that fits a control frame (125 bytes, 2 of them the code).
+fn close_reason(reason: &str) -> String {
+    const MAX: usize = 123;
+    if reason.len() <= MAX {
+        return reason.to_owned();
+    }
+    let mut end = MAX;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_owned()
+}
+
+/// Sleeps until `at`, or forever when there is no deadline.
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

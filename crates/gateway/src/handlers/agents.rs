@@ -12,6 +12,13 @@ use crate::metrics::Sent;
 
 impl Session {
     pub(super) async fn register(&mut self, id: &str, name: &str, commands: Vec<String>, concurrency: u32) {
+        if !self.permit(
+            self.identity.may_register(),
+            Some(id),
+            "`register` (it needs role agent or admin)",
+        ) {
+            return;
+        }
         let data = json!({"name": name, "replica": self.conn.session()});
         self.conn.send(Sent::Ack, ack_frame(id, data));
         self.gw.agents.register(&self.conn, name, commands, concurrency).await;
@@ -36,8 +43,15 @@ impl Session {
     }
 
     pub(super) async fn command(&mut self, id: String, command: String, data: Value) {
+        if !self.permit(
+            self.identity.may_command(&command),
+            Some(&id),
+            &format!("the command `{command}`"),
+        ) {
+            return;
+        }
         let op = CommandOp {
-            principal: self.principal.clone(),
+            principal: self.principal().to_owned(),
             id: id.clone(),
             command,
             data,

@@ -15,6 +15,13 @@ use crate::metrics::Sent;
 
 impl Session {
     pub(super) fn subscribe(&mut self, id: &str, channel: &str, since: Option<Since>) {
+        if !self.permit(
+            self.identity.may_subscribe(channel),
+            Some(id),
+            &format!("subscribing to `{channel}`"),
+        ) {
+            return;
+        }
         if self.subscriptions.contains(channel) {
             // A repeated subscribe starts over, so its replay cannot duplicate
             // events this connection already has.
@@ -46,12 +53,19 @@ impl Session {
     }
 
     pub(super) async fn publish(&mut self, id: String, channel: String, data: Value) {
+        if !self.permit(
+            self.identity.may_publish(&channel),
+            Some(&id),
+            &format!("publishing on `{channel}`"),
+        ) {
+            return;
+        }
         let op = PublishOp {
-            principal: self.principal.clone(),
+            principal: self.principal().to_owned(),
             id: Some(id.clone()),
             channel,
             data,
-            from: Some(self.principal.clone()),
+            from: Some(self.principal().to_owned()),
             reply: Some(Reply::Conn(self.conn.clone())),
             received: Instant::now(),
         };

@@ -6,6 +6,7 @@
 //! (4029) closes from here.
 
 mod agents;
+mod auth;
 mod channels;
 mod info;
 
@@ -17,6 +18,7 @@ use tether_protocol::client::{parse_frame, ClientMessage, Frame, FrameError};
 use tether_protocol::server::{error_frame, rate_limited_frame};
 use tether_protocol::{CloseCode, ErrorCode};
 
+use crate::auth::Identity;
 use crate::connection::outbound::ConnHandle;
 use crate::connection::ratelimit::{RateGuard, Verdict};
 use crate::metrics::Sent;
@@ -26,22 +28,33 @@ use crate::state::Gateway;
 pub struct Session {
     gw: Arc<Gateway>,
     conn: ConnHandle,
-    principal: String,
+    identity: Identity,
     subscriptions: HashSet<String>,
     rate: RateGuard,
 }
 
 impl Session {
-    /// A new session for `conn`, acting as `principal`.
-    pub fn new(gw: Arc<Gateway>, conn: ConnHandle, principal: String) -> Session {
+    /// A new session for `conn`, acting as `identity`.
+    pub fn new(gw: Arc<Gateway>, conn: ConnHandle, identity: Identity) -> Session {
         let rate = RateGuard::new(gw.config.rate_limit, gw.config.rate_burst);
         Session {
             gw,
             conn,
-            principal,
+            identity,
             subscriptions: HashSet::new(),
             rate,
         }
+    }
+
+    fn principal(&self) -> &str {
+        &self.identity.principal
+    }
+
+    /// When the connection's token expires (auth on): it is then closed with 4001.
+    pub fn expiry(&self) -> Option<tokio::time::Instant> {
+        let exp_ms = self.identity.exp?.saturating_mul(1000);
+        let left = exp_ms.saturating_sub(crate::clock::now_ms());
+        Some(tokio::time::Instant::now() + std::time::Duration::from_millis(left))
     }
 
     /// The connection's handle.
@@ -132,11 +145,7 @@ impl Session {
     async fn handle(&mut self, msg: ClientMessage) {
         match msg {
             ClientMessage::Ping { id } => self.ping(&id),
-            ClientMessage::Auth { id, .. } => self.error(
-                Some(&id),
-                ErrorCode::BadRequest,
-                "authentication is not enabled on this gateway; tokens are not checked",
-            ),
+            ClientMessage::Auth { id, token } => self.auth(&id, &token),
             ClientMessage::Subscribe { id, channel, since } => self.subscribe(&id, &channel, since),
             ClientMessage::Unsubscribe { id, channel } => self.unsubscribe(&id, &channel),
             ClientMessage::Publish { id, channel, data } => self.publish(id, channel, data).await,
@@ -159,6 +168,15 @@ impl Session {
             ClientMessage::TaskResult { id, outcome } => self.task_result(&id, outcome).await,
             ClientMessage::Command { id, command, data } => self.command(id, command, data).await,
         }
+    }
+
+    /// Answers `forbidden` and returns false when `allowed` is false.
+    fn permit(&self, allowed: bool, id: Option<&str>, what: &str) -> bool {
+        if !allowed {
+            tracing::warn!(session = %self.conn.session(), principal = %self.principal(), what, "forbidden");
+            self.error(id, ErrorCode::Forbidden, &format!("your token does not allow {what}"));
+        }
+        allowed
     }
 
     fn bad_request(&self, e: &FrameError) {

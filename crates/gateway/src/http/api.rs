@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use tether_protocol::client::{parse_message, ClientMessage};
@@ -16,6 +16,7 @@ use tether_protocol::validate::{is_valid_channel, is_valid_principal};
 use tether_protocol::ErrorCode;
 use tokio::sync::mpsc;
 
+use crate::auth::{request_token, AuthError, Identity};
 use crate::clock::now_ms;
 use crate::ledger::{CommandOp, PublishOp, Reply};
 use crate::state::Gateway;
@@ -37,25 +38,55 @@ fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Respons
     json_response(status, error_frame(None, code, message))
 }
 
-/// The principal of a request (auth off): `client_id`, or `anonymous`.
-fn principal(query: &HashMap<String, String>) -> Option<String> {
-    match query.get("client_id") {
-        None => Some(ANONYMOUS.to_owned()),
-        Some(c) if is_valid_principal(c) => Some(c.clone()),
-        Some(_) => None,
-    }
+/// Who sent a request: with auth on, its token (401 without a valid one, 403
+/// for a principal that may not connect); with auth off, `client_id` or
+/// `anonymous`.
+fn identify(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<Identity, (StatusCode, ErrorCode, String)> {
+    let Some(auth) = &gw.auth else {
+        return match query.get("client_id") {
+            None => Ok(Identity::unchecked(ANONYMOUS.to_owned())),
+            Some(c) if is_valid_principal(c) => Ok(Identity::unchecked(c.clone())),
+            Some(_) => Err((
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                "client_id must be 1 to 128 printable ASCII characters".into(),
+            )),
+        };
+    };
+    let Some(token) = request_token(headers, query) else {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "missing token".into(),
+        ));
+    };
+    auth.authenticate(token).map_err(|e| match e {
+        AuthError::Invalid(m) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, m),
+        AuthError::Forbidden(m) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden, m),
+    })
+}
+
+fn refused(gw: &Gateway, (status, code, message): (StatusCode, ErrorCode, String)) -> Response {
+    gw.metrics.error(code);
+    error_response(status, code, &message)
 }
 
 /// `POST /api/v1/messages`: publishes and commands, replies in order.
 pub async fn messages(
     State(gw): State<Arc<Gateway>>,
     Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(principal) = principal(&query) else {
-        let msg = "client_id must be 1 to 128 printable ASCII characters";
-        return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, msg);
+    let identity = match identify(&gw, &headers, &query) {
+        Ok(i) => i,
+        Err(e) => return refused(&gw, e),
     };
+    let principal = identity.principal.clone();
     let limit = gw.config.max_message_bytes.saturating_mul(100);
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
@@ -88,6 +119,16 @@ pub async fn messages(
         let reply = Reply::Http(tx.clone(), i);
         let queued = match parse_message(item) {
             Err(e) => Err((e.id, ErrorCode::BadRequest, e.message)),
+            Ok(ClientMessage::Publish { id, channel, .. }) if !identity.may_publish(&channel) => Err((
+                Some(id),
+                ErrorCode::Forbidden,
+                format!("your token does not allow publishing on `{channel}`"),
+            )),
+            Ok(ClientMessage::Command { id, command, .. }) if !identity.may_command(&command) => Err((
+                Some(id),
+                ErrorCode::Forbidden,
+                format!("your token does not allow the command `{command}`"),
+            )),
             Ok(ClientMessage::Publish { id, channel, data }) => {
                 gw.metrics.received("publish");
                 let op = PublishOp {
@@ -154,7 +195,14 @@ pub async fn messages(
 }
 
 /// `GET /api/v1/agents`.
-pub async fn agents(State(gw): State<Arc<Gateway>>) -> Response {
+pub async fn agents(
+    State(gw): State<Arc<Gateway>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = identify(&gw, &headers, &query) {
+        return refused(&gw, e);
+    }
     json_response(
         StatusCode::OK,
         serde_json::to_string(&gw.agents.snapshot()).expect("entries serialize"),
@@ -166,9 +214,18 @@ pub async fn history(
     State(gw): State<Arc<Gateway>>,
     Path(channel): Path<String>,
     Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
+    let identity = match identify(&gw, &headers, &query) {
+        Ok(i) => i,
+        Err(e) => return refused(&gw, e),
+    };
     if !is_valid_channel(&channel) {
         return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, "bad channel name");
+    }
+    if !identity.may_subscribe(&channel) {
+        let msg = format!("your token does not allow reading `{channel}`");
+        return refused(&gw, (StatusCode::FORBIDDEN, ErrorCode::Forbidden, msg));
     }
     let number = |key: &str| query.get(key).map(|v| v.parse::<u64>());
     let since = match number("since") {

@@ -14,7 +14,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use tether_protocol::validate::is_valid_principal;
 
-use crate::connection::{serve, Peer};
+use crate::auth::{request_token, AuthError};
+use crate::connection::{serve, Peer, PeerAuth};
 use crate::state::{Gateway, Phase};
 
 /// Bytes tungstenite reads per socket read. Small on purpose: an idle
@@ -119,14 +120,25 @@ async fn ws_upgrade(
             }
         }
     }
-    let client_id = query.get("client_id").cloned();
-    if client_id.as_deref().is_some_and(|c| !is_valid_principal(c)) {
-        return reject(
-            StatusCode::BAD_REQUEST,
-            "client_id",
-            "client_id must be 1 to 128 printable ASCII characters",
-        );
-    }
+    // With auth on, a bad token still gets its upgrade, then a 4001/4003 close
+    // (browsers cannot read an HTTP status); `client_id` is ignored.
+    let auth = match &gw.auth {
+        None => {
+            let client_id = query.get("client_id").cloned();
+            if client_id.as_deref().is_some_and(|c| !is_valid_principal(c)) {
+                let msg = "client_id must be 1 to 128 printable ASCII characters";
+                return reject(StatusCode::BAD_REQUEST, "client_id", msg);
+            }
+            PeerAuth::Unchecked { client_id }
+        }
+        Some(a) => match request_token(&headers, &query) {
+            None => PeerAuth::Refused(AuthError::Invalid("missing token".into())),
+            Some(token) => match a.authenticate(token) {
+                Ok(identity) => PeerAuth::Checked(identity),
+                Err(e) => PeerAuth::Refused(e),
+            },
+        },
+    };
     let Some(slot) = gw.take_ip_slot(addr.ip()) else {
         return reject(
             StatusCode::TOO_MANY_REQUESTS,
@@ -135,7 +147,7 @@ async fn ws_upgrade(
         );
     };
     let max = gw.config.max_message_bytes;
-    let peer = Peer { client_id, addr };
+    let peer = Peer { auth, addr };
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(max)

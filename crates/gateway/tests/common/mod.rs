@@ -109,6 +109,11 @@ impl Client {
             .await
             .expect("connect in time")
             .expect("connect");
+        Self::from_ws(ws).await
+    }
+
+    /// Wraps a connected socket and reads its welcome.
+    pub async fn from_ws(ws: Ws) -> Client {
         let mut c = Client {
             ws,
             welcome: Value::Null,
@@ -276,14 +281,14 @@ impl Client {
 
 /// GET over plain HTTP/1.1 (loopback only); returns status and body.
 pub async fn http_get(url: &str) -> (u16, String) {
-    http_request("GET", url, None).await
+    http_request_with("GET", url, "", &[]).await
 }
 
 pub async fn http_post(url: &str, body: &str) -> (u16, String) {
-    http_request("POST", url, Some(body)).await
+    http_request_with("POST", url, body, &[]).await
 }
 
-async fn http_request(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
+pub async fn http_request_with(method: &str, url: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").expect("http url");
     let (host, path) = rest
@@ -294,9 +299,9 @@ async fn http_request(method: &str, url: &str, body: Option<&str>) -> (u16, Stri
         .await
         .expect("connect in time")
         .expect("connect");
-    let body = body.unwrap_or("");
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.expect("write");
