@@ -8,7 +8,11 @@ use std::time::Duration;
 use tether_protocol::validate::pattern_matches;
 
 use crate::auth::AuthSettings;
+use crate::tls::TlsFiles;
 
+/// How long a connection may take to send its upgrade request head: bounds
+/// connections that never finish a handshake (slowloris).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default per-connection frame budget, frames per second.
 pub const DEFAULT_RATE_LIMIT: u32 = 100;
 /// Default burst over [`DEFAULT_RATE_LIMIT`].
@@ -83,6 +87,11 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Token checking (off by default: development mode).
     pub auth: AuthSettings,
+    /// Serve `wss://` and `https://` only, with these files.
+    pub tls: Option<TlsFiles>,
+    /// How long a connection may take to send a complete request head (the TLS
+    /// handshake before it has its own 10 s bound).
+    pub handshake_timeout: Duration,
     /// Frames queued per connection before it is a slow consumer.
     pub outbound_queue: usize,
     /// Commands in flight or waiting across the node.
@@ -111,6 +120,8 @@ impl Default for Config {
             system_metrics_interval: Duration::from_secs(5),
             allowed_origins: Vec::new(),
             auth: AuthSettings::Off,
+            tls: None,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             outbound_queue: DEFAULT_OUTBOUND_QUEUE,
             max_pending_commands: DEFAULT_MAX_PENDING_COMMANDS,
         }

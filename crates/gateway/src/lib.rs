@@ -20,13 +20,12 @@ pub mod metrics;
 pub mod state;
 pub mod store;
 pub mod system;
+pub mod tls;
 
-use std::future::{Future, IntoFuture};
-use std::net::SocketAddr;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -62,6 +61,13 @@ pub async fn run(
         reason: e.0,
     })?;
     let auth_on = authenticator.is_some();
+    let tls = match &config.tls {
+        None => None,
+        Some(files) => Some(tls::server_config(files).map_err(|e| config::ConfigError {
+            field: "tls-cert/tls-key",
+            reason: e.0,
+        })?),
+    };
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
     let dir = config.data_dir.clone();
@@ -105,18 +111,13 @@ pub async fn run(
     gw.set_phase(Phase::Ready);
 
     let stop_accepting = CancellationToken::new();
-    let app = http::router(gw.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    // No Nagle delay: frames are small and latency matters more than packets.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
-            .into_future(),
-    );
+    let server = tokio::spawn(http::listener::serve(
+        listener,
+        http::router(gw.clone()),
+        tls,
+        config.handshake_timeout,
+        stop_accepting.clone(),
+    ));
 
     shutdown.await;
     tracing::info!("shutting down: draining connections");
@@ -134,7 +135,7 @@ pub async fn run(
         );
     }
     background.cancel();
-    server.abort();
+    let _ = server.await;
     ledger.stop().await;
     drop(gw);
     if tokio::time::timeout(FLUSH_TIMEOUT, ledger_tasks.join()).await.is_err() {

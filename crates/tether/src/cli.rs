@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use tether_gateway::auth::{AuthSettings, Authenticator};
 use tether_gateway::config::{Retention, RetentionRule};
+use tether_gateway::tls::TlsFiles;
 use tether_gateway::Config;
 
 /// Tether: a real-time WebSocket gateway with durable channels and agents.
@@ -274,8 +275,6 @@ impl ServeArgs {
                 "--jwt-public-key",
                 self.jwt_public_key.is_some() || file.jwt_public_key.is_some(),
             ),
-            ("--tls-cert", self.tls_cert.is_some() || file.tls_cert.is_some()),
-            ("--tls-key", self.tls_key.is_some() || file.tls_key.is_some()),
         ] {
             if given {
                 return Err(UsageError(format!(
@@ -302,6 +301,17 @@ impl ServeArgs {
                 "invalid value for --jwt-secret/--jwt-public-key: {e}"
             )));
         }
+        let tls = match (self.tls_cert.or(file.tls_cert), self.tls_key.or(file.tls_key)) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                let files = TlsFiles { cert, key };
+                if let Err(e) = tether_gateway::tls::server_config(&files) {
+                    return Err(UsageError(format!("invalid value for --tls-cert/--tls-key: {e}")));
+                }
+                Some(files)
+            }
+            _ => return Err(UsageError("--tls-cert and --tls-key go together".into())),
+        };
         let d = Config::default();
         let listen = match (self.listen, file.listen) {
             (Some(a), _) => a,
@@ -377,6 +387,7 @@ impl ServeArgs {
                 .unwrap_or(d.system_metrics_interval),
             allowed_origins: self.allowed_origin.or(file.allowed_origin).unwrap_or_default(),
             auth,
+            tls,
             ..d
         };
         config

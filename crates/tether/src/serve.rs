@@ -25,7 +25,8 @@ pub async fn serve(s: Serve) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on http://{addr}")?;
+        let scheme = if s.config.tls.is_some() { "https" } else { "http" };
+        writeln!(out, "listening on {scheme}://{addr}")?;
         out.flush()?;
     }
     tracing::info!(%addr, node = %s.config.node_id, data_dir = %s.config.data_dir.display(), "gateway started");

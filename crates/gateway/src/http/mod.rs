@@ -2,6 +2,7 @@
 //! per-IP cap), probes, `/metrics`, the status page, and the `/api/v1` routes.
 
 mod api;
+pub mod listener;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
