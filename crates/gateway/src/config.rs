@@ -87,6 +87,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Token checking (off by default: development mode).
     pub auth: AuthSettings,
+    /// Mount the `/autobahn` echo endpoint (conformance testing only).
+    pub autobahn_echo: bool,
     /// Serve `wss://` and `https://` only, with these files.
     pub tls: Option<TlsFiles>,
     /// How long a connection may take to send a complete request head (the TLS
@@ -121,6 +123,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             auth: AuthSettings::Off,
             tls: None,
+            autobahn_echo: false,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             outbound_queue: DEFAULT_OUTBOUND_QUEUE,
             max_pending_commands: DEFAULT_MAX_PENDING_COMMANDS,

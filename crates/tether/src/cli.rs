@@ -111,6 +111,9 @@ pub struct ServeArgs {
     /// TLS private key (PEM).
     #[arg(long, env = "TETHER_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// Mount the /autobahn echo endpoint (WebSocket conformance testing only).
+    #[arg(long, env = "TETHER_AUTOBAHN_ECHO")]
+    pub autobahn_echo: bool,
     /// Log format on stderr [default: text].
     #[arg(long, env = "TETHER_LOG_FORMAT", value_name = "FORMAT", value_parser = ["text", "json"])]
     pub log_format: Option<String>,
@@ -225,6 +228,7 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     log_format: Option<String>,
+    autobahn_echo: Option<bool>,
     #[serde(default)]
     channels: Vec<FileChannel>,
 }
@@ -388,6 +392,7 @@ impl ServeArgs {
             allowed_origins: self.allowed_origin.or(file.allowed_origin).unwrap_or_default(),
             auth,
             tls,
+            autobahn_echo: self.autobahn_echo || file.autobahn_echo.unwrap_or(false),
             ..d
         };
         config

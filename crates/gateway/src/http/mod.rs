@@ -2,6 +2,7 @@
 //! per-IP cap), probes, `/metrics`, the status page, and the `/api/v1` routes.
 
 mod api;
+mod autobahn;
 pub mod listener;
 
 use std::collections::HashMap;
@@ -27,7 +28,12 @@ pub const WRITE_BUFFER: usize = 8 * 1024;
 
 /// The gateway's routes.
 pub fn router(gw: Arc<Gateway>) -> Router {
-    Router::new()
+    let router = if gw.config.autobahn_echo {
+        Router::new().route("/autobahn", get(autobahn::upgrade))
+    } else {
+        Router::new()
+    };
+    router
         .route("/ws", get(ws_upgrade))
         .route("/ws/dashboard", get(ws_upgrade))
         .route("/healthz", get(|| async { "ok" }))
@@ -147,14 +153,15 @@ async fn ws_upgrade(
             "too many connections from this address",
         );
     };
-    let max = gw.config.max_message_bytes;
     let peer = Peer { auth, addr };
-    ws.read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| {
-            let tracker = gw.connections.clone();
-            tracker.track_future(serve(socket, gw, peer, slot))
-        })
+    configure(ws, &gw).on_upgrade(move |socket| {
+        let tracker = gw.connections.clone();
+        tracker.track_future(serve(socket, gw, peer, slot))
+    })
+}
+
+/// The WebSocket settings every endpoint shares: small buffers, the size limit.
+fn configure(ws: WebSocketUpgrade, gw: &Gateway) -> WebSocketUpgrade {
+    let max = gw.config.max_message_bytes;
+    ws.read_buffer_size(READ_BUFFER).write_buffer_size(WRITE_BUFFER).max_message_size(max).max_frame_size(max)
 }
