@@ -199,6 +199,24 @@ pub fn parse_frame_value(value: Value) -> Result<Frame, FrameError> {
     Ok(Frame::Batch(items.into_iter().map(parse_message).collect()))
 }
 
+/// Most messages one `POST /api/v1/messages` body may carry.
+pub const MAX_HTTP_MESSAGES: usize = 1000;
+
+/// Parses the body of `POST /api/v1/messages`: a JSON array of at most
+/// [`MAX_HTTP_MESSAGES`] messages, each valid or not on its own. Only `publish`
+/// and commands are accepted there; the caller answers other types.
+pub fn parse_http_messages(body: &[u8]) -> Result<Vec<Result<ClientMessage, FrameError>>, FrameError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Array(items)) if items.len() <= MAX_HTTP_MESSAGES => Ok(items.into_iter().map(parse_message).collect()),
+        Ok(Value::Array(items)) => Err(FrameError::new(
+            None,
+            format!("{} messages in one request; at most {MAX_HTTP_MESSAGES}", items.len()),
+        )),
+        Ok(_) => Err(FrameError::new(None, "body must be a JSON array of messages")),
+        Err(e) => Err(FrameError::new(None, format!("body is not valid JSON: {e}"))),
+    }
+}
+
 /// Parses one message (a frame that is not a batch, or a batch's inner message,
 /// or an item of `POST /api/v1/messages`).
 pub fn parse_message(value: Value) -> Result<ClientMessage, FrameError> {

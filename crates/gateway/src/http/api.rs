@@ -9,8 +9,8 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Value};
-use tether_protocol::client::{parse_message, ClientMessage};
+use serde_json::json;
+use tether_protocol::client::{parse_http_messages, ClientMessage};
 use tether_protocol::server::error_frame;
 use tether_protocol::validate::{is_valid_channel, is_valid_principal};
 use tether_protocol::ErrorCode;
@@ -23,8 +23,6 @@ use crate::state::Gateway;
 
 /// Principal of an HTTP request without `client_id` (auth off).
 pub const ANONYMOUS: &str = "anonymous";
-/// Most messages one `POST /api/v1/messages` may carry.
-pub const MAX_HTTP_MESSAGES: usize = 1000;
 /// How long a request waits for the ledger's replies.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default and largest `limit` of the history route.
@@ -96,19 +94,11 @@ pub async fn messages(
             return error_response(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge, &msg);
         }
     };
-    let items = match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Array(items)) if items.len() <= MAX_HTTP_MESSAGES => items,
-        Ok(Value::Array(_)) => {
-            let msg = format!("at most {MAX_HTTP_MESSAGES} messages per request");
-            return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, &msg);
-        }
-        _ => {
+    let items = match parse_http_messages(&bytes) {
+        Ok(items) => items,
+        Err(e) => {
             gw.metrics.error(ErrorCode::BadRequest);
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::BadRequest,
-                "body must be a JSON array of messages",
-            );
+            return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, &e.message);
         }
     };
     let n = items.len();
@@ -117,7 +107,7 @@ pub async fn messages(
     let mut waiting = 0;
     for (i, item) in items.into_iter().enumerate() {
         let reply = Reply::Http(tx.clone(), i);
-        let queued = match parse_message(item) {
+        let queued = match item {
             Err(e) => Err((e.id, ErrorCode::BadRequest, e.message)),
             Ok(ClientMessage::Publish { id, channel, .. }) if !identity.may_publish(&channel) => Err((
                 Some(id),
