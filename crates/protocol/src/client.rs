@@ -207,7 +207,9 @@ pub const MAX_HTTP_MESSAGES: usize = 1000;
 /// and commands are accepted there; the caller answers other types.
 pub fn parse_http_messages(body: &[u8]) -> Result<Vec<Result<ClientMessage, FrameError>>, FrameError> {
     match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Array(items)) if items.len() <= MAX_HTTP_MESSAGES => Ok(items.into_iter().map(parse_message).collect()),
+        Ok(Value::Array(items)) if items.len() <= MAX_HTTP_MESSAGES => {
+            Ok(items.into_iter().map(parse_message).collect())
+        }
         Ok(Value::Array(items)) => Err(FrameError::new(
             None,
             format!("{} messages in one request; at most {MAX_HTTP_MESSAGES}", items.len()),

@@ -12,7 +12,9 @@ pub mod codes;
 pub mod server;
 pub mod validate;
 
-pub use client::{parse_frame, parse_http_messages, parse_message, AgentState, ClientMessage, Frame, FrameError, Since};
+pub use client::{
+    parse_frame, parse_http_messages, parse_message, AgentState, ClientMessage, Frame, FrameError, Since,
+};
 pub use codes::{CloseCode, ErrorCode};
 pub use server::ServerMessage;
 

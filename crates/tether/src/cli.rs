@@ -272,19 +272,11 @@ impl ServeArgs {
                 })?
             }
         };
-        for (flag, given) in [
-            ("--redis-url", self.redis_url.is_some() || file.redis_url.is_some()),
-            ("--jwt-secret", self.jwt_secret.is_some() || file.jwt_secret.is_some()),
-            (
-                "--jwt-public-key",
-                self.jwt_public_key.is_some() || file.jwt_public_key.is_some(),
-            ),
-        ] {
-            if given {
-                return Err(UsageError(format!(
-                    "{flag} is not supported by this build yet; refusing to start without it rather than ignore it"
-                )));
-            }
+        if self.redis_url.is_some() || file.redis_url.is_some() {
+            return Err(UsageError(
+                "--redis-url is not supported by this build yet; refusing to start without it rather than ignore it"
+                    .into(),
+            ));
         }
         let jwt_secret = self.jwt_secret.or(file.jwt_secret);
         let jwt_public_key = self.jwt_public_key.or(file.jwt_public_key);

@@ -18,7 +18,7 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// How long to wait between reconnects of `sub` and `agent`.
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
-/// `http://h:p` → `ws://h:p/ws`; adds `client_id` and `access_token`.
+/// `http://h:p` → `ws://h:p/ws`; adds `client_id`.
 fn ws_url(c: &ClientArgs) -> anyhow::Result<String> {
     let mut url = c.url.clone();
     for (from, to) in [("http://", "ws://"), ("https://", "wss://")] {
@@ -38,9 +38,6 @@ fn ws_url(c: &ClientArgs) -> anyhow::Result<String> {
     if let Some(id) = &c.client_id {
         params.push(format!("client_id={}", encode(id)));
     }
-    if let Some(t) = &c.token {
-        params.push(format!("access_token={}", encode(t)));
-    }
     if !params.is_empty() {
         url.push(if url.contains('?') { '&' } else { '?' });
         url.push_str(&params.join("&"));
@@ -58,8 +55,16 @@ fn encode(s: &str) -> String {
 }
 
 async fn connect(c: &ClientArgs) -> anyhow::Result<(Ws, Welcome)> {
-    let url = ws_url(c)?;
-    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = ws_url(c)?.into_client_request().context("bad --url")?;
+    // The token goes in a header, so that it never appears in a URL or a log.
+    if let Some(t) = &c.token {
+        let value = format!("Bearer {t}")
+            .parse()
+            .context("the token is not a valid header value")?;
+        request.headers_mut().insert("Authorization", value);
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
         .await
         .with_context(|| format!("cannot connect to {}", c.url))?;
     match next_frame(&mut ws).await? {

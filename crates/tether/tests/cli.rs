@@ -152,3 +152,86 @@ async fn pub_sub_and_agent_subcommands() {
     let _ = agent.kill();
     let _ = agent.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_from_tether_token_open_an_authenticated_gateway() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = Gateway::spawn(dir.path(), &["--jwt-secret", "cli-secret"]);
+    let token = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["token", "--secret", "cli-secret"])
+            .args(args)
+            .output()
+            .expect("token");
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8(out.stdout).expect("utf8").trim().to_owned()
+    };
+    let writer = token(&["--sub", "alice", "--publish", "news", "--ttl", "10m"]);
+    let reader = token(&["--sub", "bob", "--channels", ""]);
+    let publish = |t: &str, channel: &str| {
+        Command::new(BIN)
+            .args(["pub", "--url", &gw.ws(), "--token", t, channel, "{}"])
+            .output()
+            .expect("pub")
+    };
+    assert_eq!(publish(&writer, "news").status.code(), Some(0), "allowed by --publish");
+    let denied = publish(&writer, "sports");
+    assert_ne!(denied.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("forbidden"));
+    let no_token = Command::new(BIN)
+        .args(["pub", "--url", &gw.ws(), "news", "{}"])
+        .output()
+        .expect("pub");
+    assert_ne!(no_token.status.code(), Some(0), "no token, no publish");
+    // `--channels ''` is the empty list: bob may read only his own inbox.
+    let (mut ws, _) = connect(&format!("{}?access_token={reader}", gw.ws())).await;
+    send(&mut ws, &json!({"type": "subscribe", "id": "1", "channel": "news"})).await;
+    assert_eq!(next_json(&mut ws).await.expect("reply")["error"]["code"], "forbidden");
+    send(
+        &mut ws,
+        &json!({"type": "subscribe", "id": "2", "channel": "inbox:bob"}),
+    )
+    .await;
+    assert_eq!(next_json(&mut ws).await.expect("reply")["type"], "ack");
+}
+
+#[test]
+fn tls_flags_print_an_https_line_and_bad_files_exit_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("certificate");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).expect("cert");
+    std::fs::write(&key, ck.signing_key.serialize_pem()).expect("key");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args([
+            "--tls-cert",
+            cert.to_str().expect("utf8"),
+            "--tls-key",
+            key.to_str().expect("utf8"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("read");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(line.starts_with("listening on https://127.0.0.1:"), "{line}");
+    // The key given as the certificate: refused at start-up.
+    assert!(serve_fails(&[
+        "--tls-cert",
+        key.to_str().expect("utf8"),
+        "--tls-key",
+        key.to_str().expect("utf8")
+    ])
+    .contains("--tls-cert"));
+    assert!(serve_fails(&["--tls-cert", cert.to_str().expect("utf8")]).contains("together"));
+    assert!(serve_fails(&["--jwt-public-key", "/nonexistent.pem"]).contains("--jwt-public-key"));
+}

@@ -37,7 +37,10 @@ async fn echo(mut socket: WebSocket) {
                 let inner = e.into_inner();
                 if let Some(tungstenite::Error::Capacity(_)) = inner.downcast_ref::<tungstenite::Error>() {
                     let code = CloseCode::MessageTooBig;
-                    let frame = CloseFrame { code: code.code(), reason: code.reason().into() };
+                    let frame = CloseFrame {
+                        code: code.code(),
+                        reason: code.reason().into(),
+                    };
                     let _ = socket.send(Message::Close(Some(frame))).await;
                 }
                 return;

@@ -163,5 +163,8 @@ async fn ws_upgrade(
 /// The WebSocket settings every endpoint shares: small buffers, the size limit.
 fn configure(ws: WebSocketUpgrade, gw: &Gateway) -> WebSocketUpgrade {
     let max = gw.config.max_message_bytes;
-    ws.read_buffer_size(READ_BUFFER).write_buffer_size(WRITE_BUFFER).max_message_size(max).max_frame_size(max)
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(max)
+        .max_frame_size(max)
 }
