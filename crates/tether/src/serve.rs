@@ -8,7 +8,14 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::Serve;
 
 pub async fn serve(s: Serve) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // The WebSocket library traces frame payloads, and `auth` frames carry
+    // tokens: keep it at info unless RUST_LOG names it explicitly.
+    if !std::env::var("RUST_LOG").unwrap_or_default().contains("tungstenite") {
+        for directive in ["tungstenite=info", "tokio_tungstenite=info"] {
+            filter = filter.add_directive(directive.parse().expect("valid directive"));
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

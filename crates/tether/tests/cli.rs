@@ -235,3 +235,38 @@ fn tls_flags_print_an_https_line_and_bad_files_exit_2() {
     assert!(serve_fails(&["--tls-cert", cert.to_str().expect("utf8")]).contains("together"));
     assert!(serve_fails(&["--jwt-public-key", "/nonexistent.pem"]).contains("--jwt-public-key"));
 }
+
+#[tokio::test]
+async fn tokens_never_reach_the_logs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log_path = dir.path().join("gateway.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let gw = Gateway::spawn_with(
+        &dir.path().join("data"),
+        &["--jwt-secret", "log-secret"],
+        &[("RUST_LOG", "trace")],
+        Stdio::from(log),
+    );
+    let out = Command::new(BIN)
+        .args(["token", "--secret", "log-secret", "--sub", "carol"])
+        .output()
+        .expect("token");
+    let token = String::from_utf8(out.stdout).expect("utf8").trim().to_owned();
+    let (mut ws, _) = connect(&format!("{}?access_token={token}", gw.ws())).await;
+    send(&mut ws, &json!({"type": "auth", "id": "a", "data": {"token": token}})).await;
+    assert_eq!(next_json(&mut ws).await.expect("ack")["type"], "ack");
+    // A bad token is logged as refused, without its text.
+    let bad = format!("{token}tampered");
+    let url = format!("{}?access_token={bad}", gw.ws());
+    let _ = tokio_tungstenite::connect_async(url).await;
+    let (status, _) = support::http("GET", &gw.http(&format!("/api/v1/agents?access_token={token}")), "").await;
+    assert_eq!(status, 200);
+    drop(ws);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let logs = std::fs::read_to_string(&log_path).expect("logs");
+    assert!(logs.contains("connection open"), "trace logs were written");
+    let signature = token.rsplit('.').next().expect("signature");
+    assert!(!logs.contains(signature), "a token's signature appears in the logs");
+    assert!(!logs.contains("log-secret"), "the secret appears in the logs");
+    assert!(!logs.contains("access_token"), "a query string appears in the logs");
+}

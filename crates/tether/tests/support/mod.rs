@@ -26,19 +26,20 @@ impl Gateway {
     }
 
     pub fn spawn_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Gateway {
+        Self::spawn_with(dir, extra, env, Stdio::null())
+    }
+
+    /// Like `spawn_env`, with stderr (the logs) going to `stderr`.
+    pub fn spawn_with(dir: &Path, extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Gateway {
         let mut cmd = Command::new(BIN);
+        cmd.env("RUST_LOG", "warn");
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .args(extra);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn tether");
+        let mut child = cmd.stdout(Stdio::piped()).stderr(stderr).spawn().expect("spawn tether");
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
