@@ -49,6 +49,7 @@ struct Inner {
     transitions: broadcast::Sender<Transition>,
     shared: Arc<Shared>,
     request_timeout: Duration,
+    driver: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Client {
@@ -68,7 +69,7 @@ impl Client {
         let shared = Arc::new(Shared::new(ClientMetrics::new(), queue));
         let request_timeout = config.request_timeout;
         let driver = Driver::new(config, rx, state_tx, transitions.clone(), shared.clone());
-        tokio::spawn(driver.run());
+        let driver = std::sync::Mutex::new(Some(tokio::spawn(driver.run())));
         Ok(Client {
             inner: Arc::new(Inner {
                 tx,
@@ -76,6 +77,7 @@ impl Client {
                 transitions,
                 shared,
                 request_timeout,
+                driver,
             }),
         })
     }
@@ -267,18 +269,15 @@ impl Client {
         self.inner.shared.metrics.render()
     }
 
-    /// Closes the connection and stops reconnecting.
+    /// Closes the connection, stops reconnecting, and waits (up to 5 s) for the
+    /// driver to finish, so that the offline queue's file is released once the
+    /// last handle is dropped.
     pub async fn close(&self) {
         let _ = self.inner.tx.send(Cmd::Close).await;
-        let mut rx = self.inner.state.clone();
-        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            while !matches!(*rx.borrow_and_update(), State::Closed { .. }) {
-                if rx.changed().await.is_err() {
-                    return;
-                }
-            }
-        })
-        .await;
+        let driver = self.inner.driver.lock().expect("driver lock").take();
+        if let Some(driver) = driver {
+            let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
+        }
     }
 }
 

@@ -244,41 +244,39 @@ impl Machine {
         at_least_base: bool,
         actions: &mut Vec<Action>,
     ) {
+        // Giving up (the attempt cap) wins over waiting for the breaker.
+        let Some(delay) = self.backoff.next_delay(&mut self.rng) else {
+            let reason = format!("gave up after {} attempts ({reason})", self.backoff.attempt());
+            self.go(
+                State::Closed {
+                    code,
+                    reason: reason.clone(),
+                },
+                code,
+                &reason,
+                actions,
+            );
+            return;
+        };
         if let CircuitState::Open { until } = self.circuit.state() {
             let until = *until;
             self.go(State::CircuitOpen { until }, code, reason, actions);
             return;
         }
-        match self.backoff.next_delay(&mut self.rng) {
-            Some(delay) => {
-                let delay = if at_least_base {
-                    delay.max(self.min_delay)
-                } else {
-                    delay
-                };
-                self.go(
-                    State::Reconnecting {
-                        attempt,
-                        at: now + delay,
-                    },
-                    code,
-                    reason,
-                    actions,
-                );
-            }
-            None => {
-                let reason = format!("gave up after {} attempts ({reason})", self.backoff.attempt());
-                self.go(
-                    State::Closed {
-                        code,
-                        reason: reason.clone(),
-                    },
-                    code,
-                    &reason,
-                    actions,
-                );
-            }
-        }
+        let delay = if at_least_base {
+            delay.max(self.min_delay)
+        } else {
+            delay
+        };
+        self.go(
+            State::Reconnecting {
+                attempt,
+                at: now + delay,
+            },
+            code,
+            reason,
+            actions,
+        );
     }
 
     fn go(&mut self, new: State, code: Option<u16>, reason: &str, actions: &mut Vec<Action>) {
@@ -289,5 +287,172 @@ impl Machine {
             code,
             reason: reason.to_owned(),
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backoff::BackoffConfig;
+    use crate::circuit::CircuitConfig;
+
+    fn machine(urls: usize, max_attempts: Option<u32>, provider: bool) -> Machine {
+        let mut c = ClientConfig::with_urls((0..urls).map(|i| format!("ws://h{i}/ws")).collect());
+        c.backoff = BackoffConfig::try_new(Duration::from_secs(1), Duration::from_secs(30), max_attempts).expect("ok");
+        c.circuit = CircuitConfig::try_new(3, Duration::from_secs(60)).expect("ok");
+        if provider {
+            c.token_provider = Some(std::sync::Arc::new(|| Some("t".to_owned())));
+        }
+        Machine::with_rng(&c, StdRng::seed_from_u64(7))
+    }
+
+    fn connected(m: &mut Machine, t: Instant) {
+        m.handle(Event::Start, t);
+        m.handle(Event::Opened { session: "s".into() }, t);
+        assert!(matches!(m.state(), State::Connected { .. }));
+    }
+
+    fn lost(code: Option<u16>) -> Event {
+        Event::Lost {
+            code,
+            reason: "r".into(),
+        }
+    }
+
+    #[test]
+    fn close_codes_decide_reconnects() {
+        let t = Instant::now();
+        // (close code, has token provider) -> expected state name after the loss
+        let table: &[(Option<u16>, bool, &str)] = &[
+            (None, false, "reconnecting"),
+            (Some(1000), false, "reconnecting"),
+            (Some(1001), false, "connecting"),
+            (Some(1008), false, "closed"),
+            (Some(1009), false, "reconnecting"),
+            (Some(1013), false, "reconnecting"),
+            (Some(4001), false, "closed"),
+            (Some(4001), true, "reconnecting"),
+            (Some(4003), true, "closed"),
+            (Some(4008), false, "reconnecting"),
+            (Some(4029), false, "reconnecting"),
+        ];
+        for (code, provider, want) in table {
+            let mut m = machine(2, None, *provider);
+            connected(&mut m, t);
+            let actions = m.handle(lost(*code), t);
+            assert_eq!(m.state().name(), *want, "code {code:?}, provider {provider}");
+            let transition = actions.iter().find_map(|a| match a {
+                Action::Transition(tr) => Some(tr.clone()),
+                _ => None,
+            });
+            let tr = transition.expect("a transition is reported");
+            assert_eq!(tr.code, *code);
+            assert_eq!(tr.old.name(), "connected");
+        }
+    }
+
+    #[test]
+    fn going_away_moves_to_the_next_url_at_once() {
+        let t = Instant::now();
+        let mut m = machine(2, None, false);
+        connected(&mut m, t);
+        let actions = m.handle(lost(Some(1001)), t);
+        assert!(actions.contains(&Action::Connect { url: 1 }));
+    }
+
+    #[test]
+    fn try_again_later_waits_at_least_the_base_delay() {
+        let t = Instant::now();
+        for code in [1013, 4029] {
+            let mut m = machine(1, None, false);
+            connected(&mut m, t);
+            m.handle(lost(Some(code)), t);
+            let at = m.poll_timeout().expect("a timer");
+            assert!(at >= t + Duration::from_secs(1), "code {code}");
+        }
+    }
+
+    #[test]
+    fn backoff_then_reconnect_then_give_up_at_the_cap() {
+        let t = Instant::now();
+        let mut m = machine(1, Some(2), false);
+        m.handle(Event::Start, t);
+        m.handle(
+            Event::ConnectFailed {
+                reason: "refused".into(),
+            },
+            t,
+        );
+        let at = m.poll_timeout().expect("backoff timer");
+        assert!(
+            at <= t + Duration::from_secs(2),
+            "attempt 1 waits at most the first ceiling"
+        );
+        assert!(
+            m.handle(Event::Timeout, at - Duration::from_millis(1)).is_empty() || at == t,
+            "not before the timer"
+        );
+        let actions = m.handle(Event::Timeout, at);
+        assert!(actions.contains(&Action::Connect { url: 0 }));
+        m.handle(
+            Event::ConnectFailed {
+                reason: "refused".into(),
+            },
+            at,
+        );
+        let at2 = m.poll_timeout().expect("second backoff");
+        m.handle(Event::Timeout, at2);
+        m.handle(
+            Event::ConnectFailed {
+                reason: "refused".into(),
+            },
+            at2,
+        );
+        assert_eq!(m.state().name(), "closed", "gave up after max_reconnect_attempts");
+    }
+
+    #[test]
+    fn the_breaker_opens_after_consecutive_failures_and_probes_after_the_cooldown() {
+        let t = Instant::now();
+        let mut m = machine(1, None, false);
+        m.handle(Event::Start, t);
+        let mut now = t;
+        for _ in 0..3 {
+            m.handle(
+                Event::ConnectFailed {
+                    reason: "refused".into(),
+                },
+                now,
+            );
+            if let Some(at) = m.poll_timeout() {
+                if m.state().name() == "reconnecting" {
+                    now = at;
+                    m.handle(Event::Timeout, now);
+                }
+            }
+        }
+        assert_eq!(m.state().name(), "circuit_open");
+        let until = m.poll_timeout().expect("cooldown");
+        assert!(until >= now + Duration::from_secs(60));
+        assert!(
+            m.handle(Event::Timeout, until - Duration::from_secs(1)).is_empty(),
+            "still open"
+        );
+        let actions = m.handle(Event::Timeout, until);
+        assert!(actions.contains(&Action::Connect { url: 0 }), "half-open probe");
+        m.handle(Event::Opened { session: "s".into() }, until);
+        assert_eq!(m.state().name(), "connected");
+    }
+
+    #[test]
+    fn stop_closes_from_anywhere_and_closed_is_final() {
+        let t = Instant::now();
+        let mut m = machine(1, None, false);
+        connected(&mut m, t);
+        let actions = m.handle(Event::Stop, t);
+        assert!(actions.contains(&Action::Disconnect));
+        assert_eq!(m.state().name(), "closed");
+        assert!(m.handle(Event::Start, t).is_empty());
+        assert!(m.handle(lost(None), t).is_empty());
     }
 }

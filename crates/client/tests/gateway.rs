@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tether_client::backoff::BackoffConfig;
+use tether_client::circuit::CircuitConfig;
 use tether_client::state::State;
 use tether_client::{Client, ClientConfig, SendOutcome, SubscriptionItem};
 use tether_gateway::Config;
@@ -59,6 +60,8 @@ impl Gateway {
 fn client_config(url: &str) -> ClientConfig {
     let mut c = ClientConfig::new(url);
     c.backoff = BackoffConfig::try_new(Duration::from_millis(50), Duration::from_millis(300), None).expect("backoff");
+    // Restarts take a few fast retries; keep the breaker's cooldown short.
+    c.circuit = CircuitConfig::try_new(5, Duration::from_millis(200)).expect("circuit");
     c
 }
 
