@@ -156,6 +156,49 @@ impl Client {
         self.request(frame).await
     }
 
+    /// Registers this client as a replica of agent `name` handling `commands`,
+    /// at most `concurrency` tasks at once; the registration is renewed after
+    /// every reconnect. Answer each [`Task`] with [`Client::task_result`].
+    pub async fn register(&self, name: &str, commands: &[&str], concurrency: u32) -> Result<Tasks, ClientError> {
+        let (tasks, rx) = mpsc::channel(concurrency.max(1) as usize * 2 + 16);
+        let frame = json!({"type": "register", "id": self.inner.shared.next_id("reg"),
+            "data": {"name": name, "commands": commands, "concurrency": concurrency}});
+        let (reply, acked) = oneshot::channel();
+        let deadline = tokio::time::Instant::now() + self.inner.request_timeout;
+        let cmd = Cmd::Register {
+            frame,
+            tasks,
+            reply,
+            deadline,
+        };
+        self.inner
+            .tx
+            .send(cmd)
+            .await
+            .map_err(|_| ClientError::Closed("the client stopped".into()))?;
+        acked
+            .await
+            .map_err(|_| ClientError::Closed("the client stopped".into()))??;
+        Ok(Tasks { rx })
+    }
+
+    /// Answers task `task_id` with data, or with an agent error `(code, message)`.
+    pub async fn task_result(&self, task_id: &str, outcome: Result<Value, (String, String)>) {
+        let frame = match outcome {
+            Ok(data) => json!({"type": "task_result", "id": task_id, "data": data}),
+            Err((code, message)) => {
+                json!({"type": "task_result", "id": task_id, "error": {"code": code, "message": message}})
+            }
+        };
+        let _ = self.inner.tx.send(Cmd::Fire { frame }).await;
+    }
+
+    /// Reports progress of task `task_id` (published on `agent:<name>`).
+    pub async fn task_progress(&self, task_id: &str, data: Value) {
+        let frame = json!({"type": "task_progress", "id": task_id, "data": data});
+        let _ = self.inner.tx.send(Cmd::Fire { frame }).await;
+    }
+
     /// Subscribes to `channel` from its current position.
     pub async fn subscribe(&self, channel: &str) -> Result<Subscription, ClientError> {
         self.subscribe_from(channel, None).await
@@ -277,6 +320,42 @@ impl Client {
         let driver = self.inner.driver.lock().expect("driver lock").take();
         if let Some(driver) = driver {
             let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
+        }
+    }
+}
+
+/// A task for this agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    /// The gateway's task id (stable across redeliveries: deduplicate on it).
+    pub id: String,
+    /// The command type.
+    pub command: String,
+    /// The command's data.
+    pub payload: Value,
+    /// The requester's principal.
+    pub from: String,
+}
+
+/// The tasks routed to this agent, across reconnects.
+pub struct Tasks {
+    rx: mpsc::Receiver<Value>,
+}
+
+impl Tasks {
+    /// The next task (`None` once the client is closed).
+    pub async fn next(&mut self) -> Option<Task> {
+        loop {
+            let v = self.rx.recv().await?;
+            let (Some(id), Some(command)) = (v["id"].as_str(), v["data"]["command"].as_str()) else {
+                continue;
+            };
+            return Some(Task {
+                id: id.to_owned(),
+                command: command.to_owned(),
+                payload: v["data"]["payload"].clone(),
+                from: v["data"]["from"].as_str().unwrap_or_default().to_owned(),
+            });
         }
     }
 }

@@ -109,6 +109,19 @@ pub(crate) enum Cmd {
         reply: oneshot::Sender<Result<SendOutcome, ClientError>>,
     },
     Sync,
+    /// Become an agent: `frame` is the `register` frame (re-sent after every
+    /// reconnect); tasks go to `tasks`.
+    Register {
+        frame: Value,
+        tasks: mpsc::Sender<Value>,
+        reply: Reply,
+        deadline: Instant,
+    },
+    /// A frame with no reply (`task_result`, `task_progress`, `status`); dropped
+    /// while disconnected (the gateway redelivers unanswered tasks).
+    Fire {
+        frame: Value,
+    },
     Close,
 }
 
@@ -145,6 +158,8 @@ pub(crate) struct Driver {
     subs: HashMap<String, Sub>,
     sub_ids: HashMap<String, String>,
     connected_once: bool,
+    /// The agent registration to renew after reconnects, and where tasks go.
+    agent: Option<(Value, mpsc::Sender<Value>)>,
 }
 
 enum Ended {
@@ -180,6 +195,7 @@ impl Driver {
             subs: HashMap::new(),
             sub_ids: HashMap::new(),
             connected_once: false,
+            agent: None,
         }
     }
 
@@ -374,6 +390,11 @@ impl Driver {
                 p.sent_at = Some(Instant::now());
             }
         }
+        if let Some((frame, _)) = &self.agent {
+            let mut frame = frame.clone();
+            frame["id"] = self.shared.next_id("reg").into();
+            send(ws, &frame, last_sent, &self.shared.metrics).await?;
+        }
         self.flush_queue(ws, last_sent).await
     }
 
@@ -510,6 +531,21 @@ impl Driver {
                     let _ = self.flush_queue(ws, last_sent).await;
                 }
             }
+            Cmd::Register {
+                frame,
+                tasks,
+                reply,
+                deadline,
+            } => {
+                self.agent = Some((frame.clone(), tasks));
+                // The first registration is a request whose ack the caller awaits.
+                Box::pin(self.accept(Cmd::Request { frame, reply, deadline }, ws)).await;
+            }
+            Cmd::Fire { frame } => {
+                if let Some((ws, last_sent)) = ws {
+                    let _ = send(ws, &frame, last_sent, &self.shared.metrics).await;
+                }
+            }
             Cmd::Close => {}
         }
     }
@@ -518,6 +554,13 @@ impl Driver {
     fn on_frame(&mut self, v: Value) {
         match v["type"].as_str().unwrap_or_default() {
             "event" => self.on_event(v),
+            "task" => {
+                if let Some((_, tasks)) = &self.agent {
+                    if tasks.try_send(v).is_err() {
+                        tracing::warn!("agent task queue full; the gateway will redeliver");
+                    }
+                }
+            }
             "ack" | "error" if v["id"].as_str().is_some_and(|id| self.sub_ids.contains_key(id)) => {
                 self.on_subscribed(v)
             }

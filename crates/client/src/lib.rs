@@ -29,6 +29,6 @@ pub mod metrics;
 pub mod offline_queue;
 pub mod state;
 
-pub use client::{Client, SendOutcome, Subscription, SubscriptionItem};
+pub use client::{Client, SendOutcome, Subscription, SubscriptionItem, Task, Tasks};
 pub use config::ClientConfig;
 pub use error::ClientError;

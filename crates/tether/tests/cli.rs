@@ -270,3 +270,67 @@ async fn tokens_never_reach_the_logs() {
     assert!(!logs.contains("log-secret"), "the secret appears in the logs");
     assert!(!logs.contains("access_token"), "a query string appears in the logs");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tether_sub_survives_a_gateway_restart_and_prints_each_event_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = Gateway::spawn(dir.path(), &[]);
+    let addr = gw.addr.clone();
+    let mut sub = Command::new(BIN)
+        .args(["sub", "--url", &gw.ws(), "feed"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sub");
+    let stdout = sub.stdout.take().expect("stdout");
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let publish = |url: String, n: i32| async move {
+        let out = Command::new(BIN)
+            .args(["pub", "--url", &url, "feed", &n.to_string()])
+            .output()
+            .expect("pub");
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    publish(gw.ws(), 1).await;
+    let first: Value = serde_json::from_str(
+        &tokio::time::timeout(Duration::from_secs(10), lines.recv())
+            .await
+            .expect("in time")
+            .expect("line"),
+    )
+    .expect("json");
+    assert_eq!(first["seq"], 1);
+
+    assert_eq!(gw.term(Duration::from_secs(10)).code(), Some(0));
+    let gw = Gateway::spawn_at(&addr, dir.path(), &[], &[], Stdio::null());
+    for n in 2..=3 {
+        publish(gw.ws(), n).await;
+    }
+    let mut seqs = Vec::new();
+    while seqs.len() < 2 {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.recv())
+            .await
+            .expect("in time")
+            .expect("line");
+        let v: Value = serde_json::from_str(&line).expect("json");
+        seqs.push(v["seq"].as_u64().expect("seq"));
+    }
+    assert_eq!(seqs, [2, 3], "after the restart: the rest, once each");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), lines.recv())
+            .await
+            .is_err(),
+        "nothing printed twice"
+    );
+    let _ = sub.kill();
+    let _ = sub.wait();
+}

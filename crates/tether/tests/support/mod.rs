@@ -31,9 +31,14 @@ impl Gateway {
 
     /// Like `spawn_env`, with stderr (the logs) going to `stderr`.
     pub fn spawn_with(dir: &Path, extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Gateway {
+        Self::spawn_at("127.0.0.1:0", dir, extra, env, stderr)
+    }
+
+    /// Listens on `listen` (e.g. the address of a gateway that was stopped).
+    pub fn spawn_at(listen: &str, dir: &Path, extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Gateway {
         let mut cmd = Command::new(BIN);
         cmd.env("RUST_LOG", "warn");
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        cmd.args(["serve", "--listen", listen, "--data-dir"])
             .arg(dir)
             .args(extra);
         for (k, v) in env {
