@@ -160,6 +160,8 @@ pub(crate) struct Driver {
     connected_once: bool,
     /// The agent registration to renew after reconnects, and where tasks go.
     agent: Option<(Value, mpsc::Sender<Value>)>,
+    /// `exp` of the token in force on the open connection.
+    token_exp: Option<u64>,
 }
 
 enum Ended {
@@ -196,6 +198,7 @@ impl Driver {
             sub_ids: HashMap::new(),
             connected_once: false,
             agent: None,
+            token_exp: None,
         }
     }
 
@@ -272,6 +275,7 @@ impl Driver {
             Some(provider) => provider(),
             None => self.config.token.clone(),
         };
+        self.token_exp = token.as_deref().and_then(crate::token::exp);
         if let Some(t) = token {
             let value = format!("Bearer {t}")
                 .parse()
@@ -318,6 +322,7 @@ impl Driver {
         let timeout = server_timeout.map_or(self.config.heartbeat_timeout, |s| s.min(self.config.heartbeat_timeout));
         let mut last_sent = Instant::now();
         let mut ping: Option<(String, Instant)> = None;
+        let mut renew_at = self.renew_at();
         if let Err(reason) = self.resume(&mut ws, &mut last_sent).await {
             return Ended::Lost { code: None, reason };
         }
@@ -363,9 +368,41 @@ impl Driver {
                 _ = sleep_opt(pong_due) => {
                     return Ended::Lost { code: None, reason: "heartbeat timeout: no pong".into() };
                 }
+                _ = sleep_opt(renew_at) => {
+                    renew_at = self.renew_token(&mut ws, &mut last_sent).await;
+                }
                 _ = tokio::time::sleep(SWEEP) => self.expire(Instant::now()),
             }
         }
+    }
+
+    /// When to renew the token in force (a provider is needed to get a new one).
+    fn renew_at(&self) -> Option<Instant> {
+        self.config.token_provider.as_ref()?;
+        let exp = self.token_exp?;
+        Some(Instant::now() + crate::token::renew_in(exp, now_ms() / 1000))
+    }
+
+    /// Asks the provider for a fresh token and sends it in-band (`auth`).
+    /// Returns the next renewal time. While the provider has nothing newer it is
+    /// asked again every second until the token in force expires (the gateway
+    /// then closes with 4001, and the reconnect asks the provider again).
+    async fn renew_token(&mut self, ws: &mut Ws, last_sent: &mut Instant) -> Option<Instant> {
+        let current = self.token_exp?;
+        let retry = || (now_ms() / 1000 < current).then(|| Instant::now() + Duration::from_secs(1));
+        let Some(token) = (self.config.token_provider.as_ref()?)() else {
+            return retry();
+        };
+        let Some(exp) = crate::token::exp(&token) else {
+            return retry();
+        };
+        if exp <= current {
+            return retry();
+        }
+        let frame = json!({"type": "auth", "id": self.shared.next_id("auth"), "data": {"token": token}});
+        send(ws, &frame, last_sent, &self.shared.metrics).await.ok()?;
+        self.token_exp = Some(exp);
+        self.renew_at()
     }
 
     /// After (re)connecting: resubscribe with `since`, resend what was not

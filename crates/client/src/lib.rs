@@ -28,6 +28,7 @@ mod error;
 pub mod metrics;
 pub mod offline_queue;
 pub mod state;
+mod token;
 
 pub use client::{Client, SendOutcome, Subscription, SubscriptionItem, Task, Tasks};
 pub use config::ClientConfig;
