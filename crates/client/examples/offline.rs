@@ -11,7 +11,9 @@ use tether_client::{Client, ClientConfig, SendOutcome};
 
 #[tokio::main]
 async fn main() -> Result<(), tether_client::ClientError> {
-    let url = std::env::args().nth(1).unwrap_or_else(|| "ws://127.0.0.1:8001/ws".into());
+    let url = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "ws://127.0.0.1:8001/ws".into());
     let mut config = ClientConfig::new(url);
     config.offline_path = Some(std::env::temp_dir().join("tether-example-queue.redb"));
     let client = Client::start(config)?;

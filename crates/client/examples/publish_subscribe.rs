@@ -8,7 +8,9 @@ use tether_client::{Client, ClientConfig, SubscriptionItem};
 
 #[tokio::main]
 async fn main() -> Result<(), tether_client::ClientError> {
-    let url = std::env::args().nth(1).unwrap_or_else(|| "ws://127.0.0.1:8001/ws".into());
+    let url = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "ws://127.0.0.1:8001/ws".into());
     let client = Client::start(ClientConfig::new(url))?;
     let mut orders = client.subscribe("orders").await?;
     for i in 0..3 {
