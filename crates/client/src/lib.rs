@@ -27,9 +27,11 @@ mod driver;
 mod error;
 pub mod metrics;
 pub mod offline_queue;
+pub mod pool;
 pub mod state;
 mod token;
 
 pub use client::{Client, SendOutcome, Subscription, SubscriptionItem, Task, Tasks};
 pub use config::ClientConfig;
 pub use error::ClientError;
+pub use pool::{LoadBalancingStrategy, Pool, PoolConfig};
