@@ -22,6 +22,7 @@ async fn main() -> Result<(), tether_client::ClientError> {
     match client.send_with_offline_fallback(frame).await? {
         SendOutcome::Sent => println!("sent (kept queued until the gateway acks it)"),
         SendOutcome::Queued => println!("queued on disk; it goes out after reconnecting"),
+        SendOutcome::Rejected(reason) => println!("refused by the offline queue: {reason}"),
     }
     for _ in 0..50 {
         if client.queue_len() == 0 {

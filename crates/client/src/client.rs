@@ -35,6 +35,9 @@ pub enum SendOutcome {
     Sent,
     /// Kept in the durable offline queue; sent on reconnect.
     Queued,
+    /// Refused by the offline queue (full under `RejectNew`, or larger than
+    /// its byte bound); nothing was stored or sent. The reason says which.
+    Rejected(String),
 }
 
 /// A handle to a connection (or pool-less set of URLs) to Tether. Cheap to clone.
@@ -117,15 +120,28 @@ impl Client {
             .map_err(|_| ClientError::Timeout)?
     }
 
+    /// Hands `cmd` to the driver and waits for its answer on `rx`.
+    async fn call<T>(&self, cmd: Cmd, rx: oneshot::Receiver<Result<T, ClientError>>) -> Result<T, ClientError> {
+        let stopped = || ClientError::Closed("the client stopped".into());
+        self.inner.tx.send(cmd).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.inner.request_timeout
+    }
+
     async fn request(&self, frame: Value) -> Result<Value, ClientError> {
         let (reply, rx) = oneshot::channel();
-        let deadline = tokio::time::Instant::now() + self.inner.request_timeout;
-        self.inner
-            .tx
-            .send(Cmd::Request { frame, reply, deadline })
-            .await
-            .map_err(|_| ClientError::Closed("the client stopped".into()))?;
-        rx.await.map_err(|_| ClientError::Closed("the client stopped".into()))?
+        self.call(
+            Cmd::Request {
+                frame,
+                reply,
+                deadline: self.deadline(),
+            },
+            rx,
+        )
+        .await
     }
 
     /// Publishes `data` on `channel`; resolves with the ack's `data`
@@ -164,21 +180,16 @@ impl Client {
         let frame = json!({"type": "register", "id": self.inner.shared.next_id("reg"),
             "data": {"name": name, "commands": commands, "concurrency": concurrency}});
         let (reply, acked) = oneshot::channel();
-        let deadline = tokio::time::Instant::now() + self.inner.request_timeout;
-        let cmd = Cmd::Register {
-            frame,
-            tasks,
-            reply,
-            deadline,
-        };
-        self.inner
-            .tx
-            .send(cmd)
-            .await
-            .map_err(|_| ClientError::Closed("the client stopped".into()))?;
-        acked
-            .await
-            .map_err(|_| ClientError::Closed("the client stopped".into()))??;
+        self.call(
+            Cmd::Register {
+                frame,
+                tasks,
+                reply,
+                deadline: self.deadline(),
+            },
+            acked,
+        )
+        .await?;
         Ok(Tasks { rx })
     }
 
@@ -222,22 +233,14 @@ impl Client {
     ) -> Result<Subscription, ClientError> {
         let (items, rx) = mpsc::channel(crate::config::DEFAULT_SUBSCRIPTION_BUFFER);
         let (reply, acked) = oneshot::channel();
-        let deadline = tokio::time::Instant::now() + self.inner.request_timeout;
         let cmd = Cmd::Subscribe {
             channel: channel.to_owned(),
             since,
             items,
             reply,
-            deadline,
+            deadline: self.deadline(),
         };
-        self.inner
-            .tx
-            .send(cmd)
-            .await
-            .map_err(|_| ClientError::Closed("the client stopped".into()))?;
-        acked
-            .await
-            .map_err(|_| ClientError::Closed("the client stopped".into()))??;
+        self.call(cmd, acked).await?;
         Ok(Subscription { rx })
     }
 
@@ -252,12 +255,7 @@ impl Client {
             frame["id"] = self.inner.shared.next_id("q").into();
         }
         let (reply, rx) = oneshot::channel();
-        self.inner
-            .tx
-            .send(Cmd::Offline { frame, reply })
-            .await
-            .map_err(|_| ClientError::Closed("the client stopped".into()))?;
-        rx.await.map_err(|_| ClientError::Closed("the client stopped".into()))?
+        self.call(Cmd::Offline { frame, reply }, rx).await
     }
 
     /// Messages waiting in the offline queue.

@@ -32,8 +32,14 @@ pub struct ClientConfig {
     pub urls: Vec<String>,
     /// Reconnect after an unexpected close (true).
     pub auto_reconnect: bool,
-    /// Base delay, maximum delay and attempt cap of the reconnect backoff.
-    pub backoff: BackoffConfig,
+    /// Base delay of the reconnect backoff (1 s); delays grow exponentially
+    /// with full jitter.
+    pub reconnect_interval: Duration,
+    /// Largest reconnect delay (30 s).
+    pub max_reconnect_delay: Duration,
+    /// Give up after this many failed attempts in a row (`None`: never, the
+    /// default).
+    pub max_reconnect_attempts: Option<u32>,
     /// Send a `ping` after this long without sending (30 s; the gateway's
     /// `welcome` may lower it).
     pub heartbeat_interval: Duration,
@@ -83,7 +89,9 @@ impl ClientConfig {
         ClientConfig {
             urls,
             auto_reconnect: true,
-            backoff: BackoffConfig::default(),
+            reconnect_interval: BackoffConfig::default().base,
+            max_reconnect_delay: BackoffConfig::default().max,
+            max_reconnect_attempts: None,
             heartbeat_interval: Duration::from_secs(30),
             heartbeat_timeout: Duration::from_secs(10),
             connection_timeout: DEFAULT_CONNECTION_TIMEOUT,
@@ -97,8 +105,19 @@ impl ClientConfig {
         }
     }
 
+    /// The backoff these settings describe.
+    pub fn backoff(&self) -> Result<BackoffConfig, crate::ClientError> {
+        BackoffConfig::try_new(
+            self.reconnect_interval,
+            self.max_reconnect_delay,
+            self.max_reconnect_attempts,
+        )
+        .map_err(|e| crate::ClientError::Config(e.to_string()))
+    }
+
     /// Checks the values; the first bad one is reported.
     pub fn validate(&self) -> Result<(), crate::ClientError> {
+        self.backoff()?;
         let bad = |m: &str| Err(crate::ClientError::Config(m.to_owned()));
         if self.urls.is_empty() {
             return bad("at least one URL is needed");

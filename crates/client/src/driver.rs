@@ -21,7 +21,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::client::{SendOutcome, SubscriptionItem};
 use crate::config::ClientConfig;
 use crate::metrics::ClientMetrics;
-use crate::offline_queue::OfflineQueue;
+use crate::offline_queue::{OfflineQueue, QueueError};
 use crate::state::{Action, Event as MachineEvent, Machine, State, Transition};
 use crate::ClientError;
 
@@ -530,6 +530,9 @@ impl Driver {
                     return;
                 };
                 match queue.push(frame.clone(), now_ms()) {
+                    Err(e @ (QueueError::Full { .. } | QueueError::TooLarge { .. })) => {
+                        let _ = reply.send(Ok(SendOutcome::Rejected(e.to_string())));
+                    }
                     Err(e) => {
                         let _ = reply.send(Err(ClientError::Queue(e.to_string())));
                     }

@@ -113,9 +113,9 @@ impl Machine {
             url: 0,
             auto_reconnect: config.auto_reconnect,
             can_renew_token: config.token_provider.is_some(),
-            backoff: Backoff::new(config.backoff),
+            backoff: Backoff::new(config.backoff().unwrap_or_default()),
             circuit: CircuitBreaker::new(config.circuit),
-            min_delay: config.backoff.base,
+            min_delay: config.reconnect_interval,
             rng,
         }
     }
@@ -174,25 +174,7 @@ impl Machine {
             (State::Connected { url, .. }, Event::Lost { code, reason }) => {
                 let url = *url;
                 match code {
-                    Some(1008) | Some(4003) => self.go(
-                        State::Closed {
-                            code,
-                            reason: reason.clone(),
-                        },
-                        code,
-                        &reason,
-                        &mut actions,
-                    ),
-                    Some(4001) if !self.can_renew_token => self.go(
-                        State::Closed {
-                            code,
-                            reason: reason.clone(),
-                        },
-                        code,
-                        &reason,
-                        &mut actions,
-                    ),
-                    _ if !self.auto_reconnect => self.go(
+                    _ if self.is_final(code) => self.go(
                         State::Closed {
                             code,
                             reason: reason.clone(),
@@ -221,6 +203,16 @@ impl Machine {
             _ => {}
         }
         actions
+    }
+
+    /// Whether a loss with `code` ends the client: 1008 and 4003 always, 4001
+    /// without a token provider, anything without `auto_reconnect`.
+    fn is_final(&self, code: Option<u16>) -> bool {
+        match code {
+            Some(1008) | Some(4003) => true,
+            Some(4001) if !self.can_renew_token => true,
+            _ => !self.auto_reconnect,
+        }
     }
 
     fn connect(&mut self, attempt: u32, now: Instant, code: Option<u16>, reason: &str, actions: &mut Vec<Action>) {
@@ -293,12 +285,11 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backoff::BackoffConfig;
     use crate::circuit::CircuitConfig;
 
     fn machine(urls: usize, max_attempts: Option<u32>, provider: bool) -> Machine {
         let mut c = ClientConfig::with_urls((0..urls).map(|i| format!("ws://h{i}/ws")).collect());
-        c.backoff = BackoffConfig::try_new(Duration::from_secs(1), Duration::from_secs(30), max_attempts).expect("ok");
+        c.max_reconnect_attempts = max_attempts;
         c.circuit = CircuitConfig::try_new(3, Duration::from_secs(60)).expect("ok");
         if provider {
             c.token_provider = Some(std::sync::Arc::new(|| Some("t".to_owned())));

@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tether_client::backoff::BackoffConfig;
 use tether_client::circuit::CircuitConfig;
 use tether_client::state::State;
 use tether_client::{Client, ClientConfig, SendOutcome, SubscriptionItem};
@@ -59,7 +58,8 @@ impl Gateway {
 
 fn client_config(url: &str) -> ClientConfig {
     let mut c = ClientConfig::new(url);
-    c.backoff = BackoffConfig::try_new(Duration::from_millis(50), Duration::from_millis(300), None).expect("backoff");
+    c.reconnect_interval = Duration::from_millis(50);
+    c.max_reconnect_delay = Duration::from_millis(300);
     // Restarts take a few fast retries; keep the breaker's cooldown short.
     c.circuit = CircuitConfig::try_new(5, Duration::from_millis(200)).expect("circuit");
     c

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tether_client::backoff::BackoffConfig;
 use tether_client::state::State;
 use tether_client::{Client, ClientConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -78,7 +77,8 @@ async fn a_silently_dead_path_is_detected_by_the_heartbeat_and_the_client_reconn
     let mut c = ClientConfig::new(format!("ws://{proxy_addr}/ws"));
     c.heartbeat_interval = Duration::from_millis(300);
     c.heartbeat_timeout = Duration::from_millis(300);
-    c.backoff = BackoffConfig::try_new(Duration::from_millis(50), Duration::from_millis(200), None).expect("backoff");
+    c.reconnect_interval = Duration::from_millis(50);
+    c.max_reconnect_delay = Duration::from_millis(200);
     let client = Client::start(c).expect("start");
     client.wait_connected(WAIT).await.expect("connected");
     let first = match client.state() {

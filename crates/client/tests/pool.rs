@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tether_client::backoff::BackoffConfig;
 use tether_client::circuit::CircuitConfig;
 use tether_client::pool::{PoolError, PoolMetrics};
 use tether_client::{ClientError, LoadBalancingStrategy, Pool, PoolConfig, SubscriptionItem};
@@ -69,8 +68,8 @@ fn pool_config(urls: Vec<String>, strategy: LoadBalancingStrategy) -> PoolConfig
     c.load_balancing_strategy = strategy;
     c.health_check_interval = Duration::from_millis(200);
     c.failover_grace = Duration::from_millis(300);
-    c.client.backoff =
-        BackoffConfig::try_new(Duration::from_millis(50), Duration::from_millis(300), None).expect("backoff");
+    c.client.reconnect_interval = Duration::from_millis(50);
+    c.client.max_reconnect_delay = Duration::from_millis(300);
     c.client.circuit = CircuitConfig::try_new(5, Duration::from_millis(200)).expect("circuit");
     c.client.request_timeout = WAIT;
     c

@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::{json, Value};
-use tether_client::backoff::BackoffConfig;
 use tether_client::circuit::CircuitConfig;
 use tether_client::state::State;
 use tether_client::{Client, ClientConfig, SendOutcome};
@@ -53,7 +52,8 @@ async fn gateway(
 }
 
 fn fast(mut c: ClientConfig) -> ClientConfig {
-    c.backoff = BackoffConfig::try_new(Duration::from_millis(50), Duration::from_millis(200), None).expect("backoff");
+    c.reconnect_interval = Duration::from_millis(50);
+    c.max_reconnect_delay = Duration::from_millis(200);
     c
 }
 
@@ -215,4 +215,29 @@ async fn a_client_killed_with_a_full_offline_queue_delivers_it_after_it_starts_a
     }
     client.close().await;
     let _ = stop.send(());
+}
+
+#[tokio::test]
+async fn a_full_offline_queue_rejects_with_a_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = fast(ClientConfig::new("ws://127.0.0.1:9/ws"));
+    c.offline_path = Some(dir.path().join("q.redb"));
+    c.offline.max_messages = 2;
+    let client = Client::start(c).expect("start");
+    for i in 0..2 {
+        let frame = json!({"type": "publish", "channel": "x", "data": i});
+        assert_eq!(
+            client.send_with_offline_fallback(frame).await.expect("ok"),
+            SendOutcome::Queued
+        );
+    }
+    let third = client
+        .send_with_offline_fallback(json!({"type": "publish", "channel": "x", "data": 2}))
+        .await;
+    match third.expect("an outcome, not an error") {
+        SendOutcome::Rejected(reason) => assert!(reason.contains("full"), "{reason}"),
+        other => panic!("expected Rejected, got {other:?}"),
+    }
+    assert_eq!(client.queue_len(), 2, "nothing silently dropped or added");
+    client.close().await;
 }

@@ -106,19 +106,10 @@ enum Op {
     Stop,
 }
 
-/// Post-commit work, in commit order.
+/// Post-commit work, in commit order: what the dispatcher does, and what the
+/// writer itself must update once the commit is certain.
 enum Post {
-    Deliver {
-        channel: String,
-        seq: u64,
-        frame: String,
-    },
-    Reply {
-        to: Reply,
-        kind: Sent,
-        frame: String,
-        received: Option<Instant>,
-    },
+    Out(Out),
     Wait {
         task_id: String,
         waiter: Waiter,
@@ -421,11 +412,11 @@ impl Writer {
         let retention = self.config.retention_for(channel);
         let stored = crate::store::StoredEvent { seq, ts: now, frame };
         w.append(channel, &stored, retention.history_size)?;
-        posts.push(Post::Deliver {
+        posts.push(Post::Out(Out::Deliver {
             channel: channel.to_owned(),
             seq,
             frame: stored.frame,
-        });
+        }));
         Ok((seq, epoch))
     }
 
@@ -440,11 +431,13 @@ impl Writer {
             self.append(w, &p.channel, p.from.as_deref(), &p.data, now, posts)?;
             return Ok(());
         };
-        let reply = |frame: String, kind: Sent| Post::Reply {
-            to: p.reply.clone().expect("client publishes have a reply"),
-            kind,
-            frame,
-            received: Some(p.received),
+        let reply = |frame: String, kind: Sent| {
+            Post::Out(Out::Reply {
+                to: p.reply.clone().expect("client publishes have a reply"),
+                kind,
+                frame,
+                received: Some(p.received),
+            })
         };
         match w.dedup_get(&p.principal, id, now)? {
             Some(DedupEntry::Published { channel, seq, epoch }) => {
@@ -486,12 +479,12 @@ impl Writer {
             } else {
                 json!({"accepted": true})
             };
-            Post::Reply {
+            Post::Out(Out::Reply {
                 to: c.reply.clone(),
                 kind: Sent::Ack,
                 frame: ack_frame(&c.id, data),
                 received: None,
-            }
+            })
         };
         let waiter = |duplicate| Waiter {
             to: c.reply.clone(),
@@ -509,12 +502,12 @@ impl Writer {
                     }),
                     (false, Some(o)) => {
                         let (kind, frame) = result_frame(&c.id, &o, true);
-                        posts.push(Post::Reply {
+                        posts.push(Post::Out(Out::Reply {
                             to: c.reply.clone(),
                             kind,
                             frame,
                             received: None,
-                        });
+                        }));
                     }
                 }
             }
@@ -524,12 +517,12 @@ impl Writer {
                     ErrorCode::BadRequest,
                     "this id was already used by a publish",
                 );
-                posts.push(Post::Reply {
+                posts.push(Post::Out(Out::Reply {
                     to: c.reply.clone(),
                     kind: Sent::Error,
                     frame,
                     received: None,
-                });
+                }));
             }
             None if self.pending + *new_commands >= self.config.max_pending_commands => {
                 let frame = self.error(
@@ -537,12 +530,12 @@ impl Writer {
                     ErrorCode::Overloaded,
                     "too many commands pending; retry later",
                 );
-                posts.push(Post::Reply {
+                posts.push(Post::Out(Out::Reply {
                     to: c.reply.clone(),
                     kind: Sent::Error,
                     frame,
                     received: None,
-                });
+                }));
             }
             None => {
                 *new_commands += 1;
@@ -603,18 +596,7 @@ impl Writer {
         let mut outs = Vec::with_capacity(posts.len());
         for post in posts {
             match post {
-                Post::Deliver { channel, seq, frame } => outs.push(Out::Deliver { channel, seq, frame }),
-                Post::Reply {
-                    to,
-                    kind,
-                    frame,
-                    received,
-                } => outs.push(Out::Reply {
-                    to,
-                    kind,
-                    frame,
-                    received,
-                }),
+                Post::Out(out) => outs.push(out),
                 Post::Wait { task_id, waiter } => self.waiters.entry(task_id).or_default().push(waiter),
                 Post::Finish {
                     task_id,

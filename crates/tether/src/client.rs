@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use serde_json::{json, Value};
-use tether_client::backoff::BackoffConfig;
 use tether_client::{Client, ClientConfig, ClientError, SubscriptionItem};
 use tether_protocol::server::event_frame;
 
@@ -40,7 +39,9 @@ fn config(c: &ClientArgs) -> anyhow::Result<ClientConfig> {
 pub async fn publish(args: PubArgs) -> anyhow::Result<()> {
     let data: Value = serde_json::from_str(&args.json).context("the JSON argument is not valid JSON")?;
     let mut config = config(&args.client)?;
-    config.backoff = BackoffConfig::try_new(Duration::from_millis(200), Duration::from_secs(1), Some(3))?;
+    config.reconnect_interval = Duration::from_millis(200);
+    config.max_reconnect_delay = Duration::from_secs(1);
+    config.max_reconnect_attempts = Some(3);
     config.request_timeout = Duration::from_secs(15);
     let client = Client::start(config)?;
     let frame = json!({"type": "publish", "channel": args.channel, "data": data});
