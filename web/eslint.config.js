@@ -1,0 +1,9 @@
+// ESLint flat config: recommended rules plus typescript-eslint's strict set.
+import js from "@eslint/js";
+import tseslint from "typescript-eslint";
+
+export default tseslint.config(
+  { ignores: ["**/node_modules/**", "**/dist/**"] },
+  js.configs.recommended,
+  ...tseslint.configs.strict,
+);

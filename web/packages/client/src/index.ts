@@ -1,0 +1,5 @@
+// @tether/client: the framework-agnostic core of the browser SDK.
+export * from "./protocol";
+export * from "./backoff";
+export * from "./circuit";
+export * from "./state";
