@@ -204,6 +204,10 @@ impl Driver {
 
     pub async fn run(mut self) {
         let mut connect = self.apply(MachineEvent::Start);
+        // One interval for the whole life: a sleep re-created per loop turn would
+        // never fire while frames keep arriving.
+        let mut sweep = tokio::time::interval(SWEEP);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if let Some(url) = connect.take() {
                 self.shared.metrics.connect_attempts.inc();
@@ -216,7 +220,7 @@ impl Driver {
                             self.shared.metrics.reconnects.inc();
                         }
                         self.connected_once = true;
-                        let ended = self.connected(ws, &welcome).await;
+                        let ended = self.connected(ws, &welcome, &mut sweep).await;
                         connect = match ended {
                             Ended::Lost { code, reason } => self.apply(MachineEvent::Lost { code, reason }),
                             Ended::Stop => self.apply(MachineEvent::Stop),
@@ -236,7 +240,7 @@ impl Driver {
                     None | Some(Cmd::Close) => connect = self.apply(MachineEvent::Stop),
                     Some(cmd) => self.accept(cmd, None).await,
                 },
-                _ = tokio::time::sleep(SWEEP) => self.expire(Instant::now()),
+                _ = sweep.tick() => self.expire(Instant::now()),
             }
         }
         self.finish();
@@ -313,7 +317,7 @@ impl Driver {
     }
 
     /// Serves one open connection until it ends.
-    async fn connected(&mut self, mut ws: Ws, welcome: &Value) -> Ended {
+    async fn connected(&mut self, mut ws: Ws, welcome: &Value, sweep: &mut tokio::time::Interval) -> Ended {
         let server_interval = welcome["heartbeat_interval_ms"].as_u64().map(Duration::from_millis);
         let server_timeout = welcome["heartbeat_timeout_ms"].as_u64().map(Duration::from_millis);
         let interval = server_interval.map_or(self.config.heartbeat_interval, |s| {
@@ -371,7 +375,7 @@ impl Driver {
                 _ = sleep_opt(renew_at) => {
                     renew_at = self.renew_token(&mut ws, &mut last_sent).await;
                 }
-                _ = tokio::time::sleep(SWEEP) => self.expire(Instant::now()),
+                _ = sweep.tick() => self.expire(Instant::now()),
             }
         }
     }

@@ -242,3 +242,29 @@ async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         body.to_owned(),
     )
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_times_out_even_while_frames_keep_arriving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = start(dir.path(), "127.0.0.1:0").await;
+    let mut c = client_config(&gw.url());
+    c.request_timeout = Duration::from_millis(500);
+    let client = Client::start(c).expect("start");
+    client.wait_connected(WAIT).await.expect("connected");
+    let _busy = client.subscribe("busy").await.expect("subscribe");
+    let flood = tokio::spawn({
+        let publisher = Client::start(client_config(&gw.url())).expect("publisher");
+        async move {
+            for i in 0..400 {
+                let _ = publisher.publish("busy", json!(i)).await;
+            }
+        }
+    });
+    // Nobody handles this command: only the client's deadline can end it.
+    let reply = tokio::time::timeout(WAIT, client.command("nobody_home", json!({}))).await;
+    let err = reply.expect("the client's own deadline fires").expect_err("times out");
+    assert_eq!(err, tether_client::ClientError::Timeout);
+    flood.abort();
+    client.close().await;
+    gw.stop().await;
+}
