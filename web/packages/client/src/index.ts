@@ -3,3 +3,4 @@ export * from "./protocol";
 export * from "./backoff";
 export * from "./circuit";
 export * from "./state";
+export * from "./connection";
