@@ -1,60 +1,14 @@
 //! The client against the real gateway (in-process, on loopback).
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tether_client::circuit::CircuitConfig;
 use tether_client::state::State;
 use tether_client::{Client, ClientConfig, SendOutcome, SubscriptionItem};
-use tether_gateway::Config;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-const WAIT: Duration = Duration::from_secs(20);
-
-struct Gateway {
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    join: JoinHandle<Result<(), tether_gateway::GatewayError>>,
-}
-
-fn config(dir: &std::path::Path) -> Config {
-    Config {
-        data_dir: dir.to_owned(),
-        rate_limit: 100_000,
-        rate_burst: 100_000,
-        node_id: "gw-client-test".into(),
-        ..Config::default()
-    }
-}
-
-/// Starts the gateway on `addr` (port 0 for any).
-async fn start(dir: &std::path::Path, addr: &str) -> Gateway {
-    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, rx) = oneshot::channel::<()>();
-    let join = tokio::spawn(tether_gateway::run(listener, config(dir), async move {
-        let _ = rx.await;
-    }));
-    Gateway { addr, stop, join }
-}
-
-impl Gateway {
-    fn url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
-    }
-
-    async fn stop(self) -> SocketAddr {
-        let _ = self.stop.send(());
-        tokio::time::timeout(WAIT, self.join)
-            .await
-            .expect("stops in time")
-            .expect("join")
-            .expect("run ok");
-        self.addr
-    }
-}
+mod support;
+use support::{http_get, start, WAIT};
 
 fn client_config(url: &str) -> ClientConfig {
     let mut c = ClientConfig::new(url);
@@ -68,7 +22,7 @@ fn client_config(url: &str) -> ClientConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_subscribe_and_request() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let gw = start(dir.path(), "127.0.0.1:0").await;
+    let gw = start(dir.path(), "127.0.0.1:0", "gw-client-test").await;
     let client = Client::start(client_config(&gw.url())).expect("start");
     client.wait_connected(WAIT).await.expect("connected");
     let mut sub = client.subscribe("news").await.expect("subscribe");
@@ -94,7 +48,7 @@ async fn publish_subscribe_and_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_publishes_survive_two_gateway_restarts_exactly_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let gw = start(dir.path(), "127.0.0.1:0").await;
+    let gw = start(dir.path(), "127.0.0.1:0", "gw-client-test").await;
     let url = gw.url();
     let publisher = Client::start(client_config(&url)).expect("publisher");
     let subscriber = Client::start(client_config(&url)).expect("subscriber");
@@ -145,7 +99,7 @@ async fn a_thousand_publishes_survive_two_gateway_restarts_exactly_once() {
         }
         let addr = gw.stop().await;
         tokio::time::sleep(Duration::from_millis(200)).await;
-        gw = start(dir.path(), &addr.to_string()).await;
+        gw = start(dir.path(), &addr.to_string(), "gw-client-test").await;
     }
     tokio::time::timeout(Duration::from_secs(60), publishing)
         .await
@@ -197,7 +151,7 @@ async fn the_offline_queue_survives_a_client_restart_and_flushes_once() {
         client.close().await;
     }
     // The process "restarts": a new client on the same queue, the gateway is up.
-    let gw = start(&dir.path().join("gw"), &addr.to_string()).await;
+    let gw = start(&dir.path().join("gw"), &addr.to_string(), "gw-client-test").await;
     let client = Client::start(offline).expect("restart");
     let deadline = tokio::time::Instant::now() + WAIT;
     while client.queue_len() > 0 {
@@ -222,31 +176,10 @@ async fn the_offline_queue_survives_a_client_restart_and_flushes_once() {
     gw.stop().await;
 }
 
-async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
-        .await
-        .expect("in time")
-        .expect("read");
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").expect("response");
-    (
-        head.split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status"),
-        body.to_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_times_out_even_while_frames_keep_arriving() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let gw = start(dir.path(), "127.0.0.1:0").await;
+    let gw = start(dir.path(), "127.0.0.1:0", "gw-client-test").await;
     let mut c = client_config(&gw.url());
     c.request_timeout = Duration::from_millis(500);
     let client = Client::start(c).expect("start");

@@ -9,51 +9,9 @@ use serde_json::{json, Value};
 use tether_client::circuit::CircuitConfig;
 use tether_client::pool::{PoolError, PoolMetrics};
 use tether_client::{ClientError, LoadBalancingStrategy, Pool, PoolConfig, SubscriptionItem};
-use tether_gateway::Config;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-const WAIT: Duration = Duration::from_secs(20);
-
-struct Gateway {
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    join: JoinHandle<Result<(), tether_gateway::GatewayError>>,
-}
-
-/// Starts a gateway on `addr` (port 0 for any) with its data in `dir`.
-async fn start(dir: &std::path::Path, addr: &str, node: &str) -> Gateway {
-    let config = Config {
-        data_dir: dir.to_owned(),
-        rate_limit: 100_000,
-        rate_burst: 100_000,
-        node_id: node.into(),
-        ..Config::default()
-    };
-    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, rx) = oneshot::channel::<()>();
-    let join = tokio::spawn(tether_gateway::run(listener, config, async move {
-        let _ = rx.await;
-    }));
-    Gateway { addr, stop, join }
-}
-
-impl Gateway {
-    fn url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
-    }
-
-    async fn stop(self) -> SocketAddr {
-        let _ = self.stop.send(());
-        tokio::time::timeout(WAIT, self.join)
-            .await
-            .expect("stops in time")
-            .expect("join")
-            .expect("run ok");
-        self.addr
-    }
-}
+mod support;
+use support::{http_get, start, Gateway, WAIT};
 
 /// Two gateways, each with its own data dir (kept in the returned guard).
 async fn two_gateways() -> (tempfile::TempDir, Gateway, Gateway) {
@@ -400,25 +358,4 @@ async fn an_invalid_config_is_refused_with_its_reason() {
         Err(other) => panic!("expected a config error, got {other:?}"),
         Ok(_) => panic!("expected a config error"),
     }
-}
-
-async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
-        .await
-        .expect("in time")
-        .expect("read");
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").expect("response");
-    (
-        head.split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status"),
-        body.to_owned(),
-    )
 }
