@@ -1,0 +1,252 @@
+// WebSocketProvider / useWebSocketContext in jsdom against an in-memory
+// gateway stand-in (`FakeSocket`) injected through TetherClient's
+// `WebSocketImpl` option (or the global `WebSocket`), so no server is needed.
+
+import { TetherClient, type WebSocketLike } from "@tether/client";
+import { act, cleanup, render, renderHook, screen, waitFor } from "@testing-library/react";
+import { StrictMode } from "react";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { WebSocketProvider, useWebSocketContext } from "../src/index";
+
+const AGENT = {
+  name: "receipt-processor",
+  status: "idle",
+  replicas: 1,
+  commands: ["process_receipt"],
+  in_flight: 0,
+  processed: 12,
+  failed: 1,
+  avg_latency_ms: 35.2,
+  last_seen: 1764093600000,
+};
+
+/** A minimal gateway per protocol.md: `welcome` first, then replies by id. */
+class FakeSocket implements WebSocketLike {
+  static instances: FakeSocket[] = [];
+  readyState = 0;
+  readonly sent: Record<string, unknown>[] = [];
+  onopen: ((ev: never) => void) | null = null;
+  onmessage: ((ev: { data: unknown }) => void) | null = null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null = null;
+  onerror: ((ev: never) => void) | null = null;
+
+  constructor(readonly url: string) {
+    FakeSocket.instances.push(this);
+    setTimeout(() => {
+      if (this.readyState !== 0) return;
+      this.readyState = 1;
+      this.reply({
+        type: "welcome",
+        data: {
+          session: "s-1",
+          node: "gw-test",
+          protocol: 1,
+          heartbeat_interval_ms: 30000,
+          heartbeat_timeout_ms: 10000,
+          max_message_bytes: 65536,
+          server_time: 1764093600000,
+        },
+      });
+    }, 0);
+  }
+
+  send(text: string): void {
+    const msg = JSON.parse(text) as Record<string, unknown>;
+    this.sent.push(msg);
+    const id = msg["id"];
+    switch (msg["type"]) {
+      case "ping":
+        this.reply({ type: "pong", id, ts: 1764093600000 });
+        break;
+      case "request_agent_status":
+        this.reply({ type: "agent_status", id, data: [AGENT] });
+        break;
+      case "subscribe":
+        this.reply({ type: "ack", id, data: { channel: msg["channel"], seq: 0, epoch: "e1" } });
+        break;
+      case "unsubscribe":
+        this.reply({ type: "ack", id, data: { channel: msg["channel"] } });
+        break;
+      default:
+        this.reply({
+          type: "error",
+          id,
+          error: { code: "no_handler", message: "no agent handles it", retryable: true },
+        });
+    }
+  }
+
+  close(code = 1000, reason = ""): void {
+    if (this.readyState === 3) return;
+    this.readyState = 3;
+    setTimeout(() => this.onclose?.({ code, reason }), 0);
+  }
+
+  /** Delivers a server frame asynchronously, like a real socket. */
+  reply(frame: Record<string, unknown>): void {
+    setTimeout(() => {
+      if (this.readyState === 1) this.onmessage?.({ data: JSON.stringify(frame) });
+    }, 0);
+  }
+
+  /** Pushes an `event` frame as the gateway would on a subscribed channel. */
+  event(channel: string, seq: number, data: unknown): void {
+    this.reply({ type: "event", channel, seq, epoch: "e1", ts: 1764093600000, data });
+  }
+}
+
+const clients: TetherClient[] = [];
+
+function fakeClient(): TetherClient {
+  const client = new TetherClient({ url: "ws://gateway.test/ws", WebSocketImpl: FakeSocket, clientId: "tester" });
+  clients.push(client);
+  return client;
+}
+
+/** Shows the context fields that the tests read. */
+function Status(): React.ReactNode {
+  const { isConnected, agents, error } = useWebSocketContext();
+  return (
+    <div>
+      <span data-testid="connected">{String(isConnected)}</span>
+      <span data-testid="agents">{agents.map((a) => `${a.name}:${a.status}`).join(",")}</span>
+      <span data-testid="error">{error ?? ""}</span>
+    </div>
+  );
+}
+
+afterEach(() => {
+  cleanup();
+  for (const c of clients.splice(0)) c.close();
+  FakeSocket.instances = [];
+  vi.unstubAllGlobals();
+});
+
+describe("WebSocketProvider", () => {
+  it("reports isConnected once the welcome arrives", async () => {
+    const client = fakeClient();
+    render(
+      <WebSocketProvider client={client}>
+        <Status />
+      </WebSocketProvider>,
+    );
+    expect(screen.getByTestId("connected").textContent).toBe("false");
+    await waitFor(() => {
+      expect(screen.getByTestId("connected").textContent).toBe("true");
+    });
+    expect(screen.getByTestId("error").textContent).toBe("");
+  });
+
+  it("fills agents from requestAgentStatus()", async () => {
+    const client = fakeClient();
+    const { result } = renderHook(() => useWebSocketContext(), {
+      wrapper: ({ children }) => <WebSocketProvider client={client}>{children}</WebSocketProvider>,
+    });
+    await waitFor(() => {
+      expect(result.current.isConnected).toBe(true);
+    });
+    expect(result.current.agents).toEqual([]);
+    let reply: unknown;
+    await act(async () => {
+      reply = await result.current.requestAgentStatus();
+    });
+    expect(reply).toEqual([AGENT]);
+    expect(result.current.agents).toEqual([AGENT]);
+    const types = FakeSocket.instances[0]?.sent.map((m) => m["type"]);
+    expect(types).toContain("request_agent_status");
+  });
+
+  it("keeps agents current from the agents channel and subscribes agent:<name>", async () => {
+    const client = fakeClient();
+    const { result } = renderHook(() => useWebSocketContext(), {
+      wrapper: ({ children }) => <WebSocketProvider client={client}>{children}</WebSocketProvider>,
+    });
+    await waitFor(() => {
+      expect(result.current.isConnected).toBe(true);
+    });
+    const socket = FakeSocket.instances[0];
+    if (socket === undefined) throw new Error("no socket");
+    await waitFor(() => {
+      expect(socket.sent.some((m) => m["type"] === "subscribe" && m["channel"] === "agents")).toBe(true);
+    });
+    act(() => {
+      socket.event("agents", 1, [{ ...AGENT, status: "busy" }]);
+    });
+    await waitFor(() => {
+      expect(result.current.agents.map((a) => a.status)).toEqual(["busy"]);
+    });
+
+    act(() => {
+      result.current.subscribeToAgent("receipt-processor");
+    });
+    const subscribed = socket.sent.find((m) => m["type"] === "subscribe" && m["channel"] === "agent:receipt-processor");
+    expect(subscribed).toBeDefined();
+    act(() => {
+      result.current.unsubscribeFromAgent("receipt-processor");
+    });
+    const unsubscribed = socket.sent.find(
+      (m) => m["type"] === "unsubscribe" && m["channel"] === "agent:receipt-processor",
+    );
+    expect(unsubscribed).toBeDefined();
+  });
+
+  it("sendMessage resolves with the reply and rejects on a gateway error", async () => {
+    const client = fakeClient();
+    const { result } = renderHook(() => useWebSocketContext(), {
+      wrapper: ({ children }) => <WebSocketProvider client={client}>{children}</WebSocketProvider>,
+    });
+    await waitFor(() => {
+      expect(result.current.isConnected).toBe(true);
+    });
+    await expect(result.current.sendMessage({ type: "ping" })).resolves.toMatchObject({ type: "pong" });
+    await expect(
+      result.current.sendMessage({ type: "process_receipt", data: { imageUrl: "x.jpg" } }),
+    ).rejects.toMatchObject({ name: "GatewayError", code: "no_handler" });
+  });
+
+  it("creates its own client from url, starts it on mount and closes it on unmount", async () => {
+    vi.stubGlobal("WebSocket", FakeSocket);
+    const { unmount } = render(
+      <WebSocketProvider url="ws://gateway.test/ws" reconnectInterval={5000} heartbeatInterval={30000}>
+        <Status />
+      </WebSocketProvider>,
+    );
+    await waitFor(() => {
+      expect(screen.getByTestId("connected").textContent).toBe("true");
+    });
+    const socket = FakeSocket.instances[0];
+    expect(socket?.url).toMatch(/^ws:\/\/gateway\.test\/ws\?client_id=/);
+    unmount();
+    expect(socket?.readyState).toBe(3);
+  });
+});
+
+describe("WebSocketProvider under StrictMode", () => {
+  it("reconnects with a fresh client after the double mount", async () => {
+    vi.stubGlobal("WebSocket", FakeSocket);
+    render(
+      <StrictMode>
+        <WebSocketProvider url="ws://gateway.test/ws">
+          <Status />
+        </WebSocketProvider>
+      </StrictMode>,
+    );
+    await waitFor(() => {
+      expect(screen.getByTestId("connected").textContent).toBe("true");
+    });
+  });
+});
+
+describe("useWebSocketContext", () => {
+  it("throws a plain-English error outside a provider", () => {
+    // React logs the render error; keep the test output readable.
+    const spy = vi.spyOn(console, "error").mockImplementation(() => undefined);
+    try {
+      expect(() => renderHook(() => useWebSocketContext())).toThrow(
+        "useWebSocketContext must be used inside <WebSocketProvider>",
+      );
+    } finally {
+      spy.mockRestore();
+    }
+  });
+});
