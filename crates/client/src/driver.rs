@@ -29,6 +29,9 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Reply = oneshot::Sender<Result<Value, ClientError>>;
 type Items = mpsc::Sender<Result<SubscriptionItem, ClientError>>;
 
+/// Most unanswered requests (sent, or waiting for a connection) at once; more
+/// are refused at once with `ClientError::Queue` rather than held without bound.
+pub const MAX_PENDING: usize = 10_000;
 /// How often request deadlines are checked.
 const SWEEP: Duration = Duration::from_millis(250);
 
@@ -488,6 +491,11 @@ impl Driver {
     async fn accept(&mut self, cmd: Cmd, ws: Option<(&mut Ws, &mut Instant)>) {
         match cmd {
             Cmd::Request { frame, reply, deadline } => {
+                if self.pending.len() >= MAX_PENDING {
+                    let why = format!("too many unanswered requests ({MAX_PENDING}); this one was not sent");
+                    let _ = reply.send(Err(ClientError::Queue(why)));
+                    return;
+                }
                 let id = frame["id"].as_str().unwrap_or_default().to_owned();
                 let mut sent_at = None;
                 if let Some((ws, last_sent)) = ws {

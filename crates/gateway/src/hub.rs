@@ -204,7 +204,7 @@ impl Hub {
         st.seq = seq;
         let mut delivered = 0;
         st.subscribers
-            .retain(|_, conn| match conn.send(Sent::Event, frame.clone()) {
+            .retain(|_, conn| match conn.send_event_uncounted(frame.clone()) {
                 Enqueue::Sent => {
                     delivered += 1;
                     true
@@ -212,6 +212,7 @@ impl Hub {
                 Enqueue::Slow | Enqueue::Closed => false,
             });
         self.metrics.deliveries.inc_by(delivered);
+        self.metrics.sent(Sent::Event, delivered);
     }
 
     /// Number of subscribers of `channel` (for tests and the status page).

@@ -101,6 +101,13 @@ impl ConnHandle {
         e
     }
 
+    /// Queues one shared event frame without counting it: the fan-out counts a
+    /// whole delivery round with one `inc_by` instead of one shared atomic
+    /// increment per subscriber.
+    pub fn send_event_uncounted(&self, frame: Utf8Bytes) -> Enqueue {
+        self.enqueue(Outbound::Frame(frame))
+    }
+
     /// Queues a replay of stored history without waiting (one slot).
     pub fn replay(&self, replay: Replay) -> Enqueue {
         self.enqueue(Outbound::Replay(replay))
