@@ -89,90 +89,81 @@ impl Metrics {
     /// Registers every metric.
     pub fn new() -> Metrics {
         let registry = Registry::new();
-        let reg = |c: Box<dyn prometheus::core::Collector>| registry.register(c).expect("unique metric names");
-        let connections = IntGauge::new("tether_connections", "Open WebSocket connections").expect("valid");
-        reg(Box::new(connections.clone()));
-        let received = IntCounterVec::new(
-            Opts::new(
-                "tether_frames_received_total",
-                "Frames received, by type (commands as `command`)",
-            ),
-            &["type"],
-        )
-        .expect("valid");
-        reg(Box::new(received.clone()));
-        let sent_vec = IntCounterVec::new(Opts::new("tether_frames_sent_total", "Frames sent, by type"), &["type"])
-            .expect("valid");
-        reg(Box::new(sent_vec.clone()));
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric names");
+            c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique metric names");
+            g
+        };
+        // A labelled counter, with its known label values present at zero.
+        let family = |name: &str, help: &str, label: &str, values: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric names");
+            for v in values {
+                c.with_label_values(&[*v]);
+            }
+            c
+        };
+        let connections = gauge("tether_connections", "Open WebSocket connections");
+        let received = family(
+            "tether_frames_received_total",
+            "Frames received, by type (commands as `command`)",
+            "type",
+            &[],
+        );
+        let sent_vec = family("tether_frames_sent_total", "Frames sent, by type", "type", &[]);
         let sent = Sent::ALL
             .iter()
             .map(|k| sent_vec.with_label_values(&[k.label()]))
             .collect();
-        let bytes_received = IntCounter::new("tether_bytes_received_total", "Bytes of frames received").expect("valid");
-        reg(Box::new(bytes_received.clone()));
-        let bytes_sent = IntCounter::new("tether_bytes_sent_total", "Bytes of frames sent").expect("valid");
-        reg(Box::new(bytes_sent.clone()));
-        let errors = IntCounterVec::new(
-            Opts::new("tether_errors_total", "Error frames sent, by code"),
-            &["code"],
-        )
-        .expect("valid");
-        reg(Box::new(errors.clone()));
-        for code in ErrorCode::ALL {
-            errors.with_label_values(&[code.as_str()]);
-        }
+        let bytes_received = counter("tether_bytes_received_total", "Bytes of frames received");
+        let bytes_sent = counter("tether_bytes_sent_total", "Bytes of frames sent");
+        let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        let errors = family("tether_errors_total", "Error frames sent, by code", "code", &codes);
         let publish_ack_seconds = Histogram::with_opts(
             HistogramOpts::new("tether_publish_ack_seconds", "Publish received to durable ack").buckets(vec![
                 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ]),
         )
-        .expect("valid");
-        reg(Box::new(publish_ack_seconds.clone()));
-        let deliveries = IntCounter::new("tether_deliveries_total", "Events queued to subscribers").expect("valid");
-        reg(Box::new(deliveries.clone()));
-        let dedup_hits = IntCounter::new("tether_dedup_hits_total", "Duplicate publishes and commands").expect("valid");
-        reg(Box::new(dedup_hits.clone()));
-        let recoveries = IntCounterVec::new(
-            Opts::new("tether_recoveries_total", "Subscribes with `since`, by outcome"),
-            &["outcome"],
-        )
-        .expect("valid");
-        reg(Box::new(recoveries.clone()));
-        for o in ["recovered", "not_recovered"] {
-            recoveries.with_label_values(&[o]);
-        }
-        let slow_consumer_closes = IntCounter::new(
+        .expect("valid metric");
+        registry
+            .register(Box::new(publish_ack_seconds.clone()))
+            .expect("unique metric names");
+        let deliveries = counter("tether_deliveries_total", "Events queued to subscribers");
+        let dedup_hits = counter("tether_dedup_hits_total", "Duplicate publishes and commands");
+        let recoveries = family(
+            "tether_recoveries_total",
+            "Subscribes with `since`, by outcome",
+            "outcome",
+            &["recovered", "not_recovered"],
+        );
+        let slow_consumer_closes = counter(
             "tether_slow_consumer_closes_total",
             "Connections closed as slow consumers",
-        )
-        .expect("valid");
-        reg(Box::new(slow_consumer_closes.clone()));
-        let agents = IntGauge::new("tether_agents", "Agents with at least one replica").expect("valid");
-        reg(Box::new(agents.clone()));
-        let tasks = IntCounterVec::new(
-            Opts::new("tether_tasks_total", "Finished commands, by outcome"),
-            &["outcome"],
-        )
-        .expect("valid");
-        reg(Box::new(tasks.clone()));
-        for o in ["ok", "agent_error", "no_handler", "timeout", "redelivered"] {
-            tasks.with_label_values(&[o]);
-        }
-        let closes = IntCounterVec::new(
-            Opts::new(
-                "tether_connection_closes_total",
-                "Connections closed by the gateway, by close code",
-            ),
-            &["code"],
-        )
-        .expect("valid");
-        reg(Box::new(closes.clone()));
-        let rejected_upgrades = IntCounterVec::new(
-            Opts::new("tether_rejected_upgrades_total", "Upgrades refused, by reason"),
-            &["reason"],
-        )
-        .expect("valid");
-        reg(Box::new(rejected_upgrades.clone()));
+        );
+        let agents = gauge("tether_agents", "Agents with at least one replica");
+        let tasks = family(
+            "tether_tasks_total",
+            "Finished commands, by outcome",
+            "outcome",
+            &["ok", "agent_error", "no_handler", "timeout", "redelivered"],
+        );
+        let closes = family(
+            "tether_connection_closes_total",
+            "Connections closed by the gateway, by close code",
+            "code",
+            &[],
+        );
+        let rejected_upgrades = family(
+            "tether_rejected_upgrades_total",
+            "Upgrades refused, by reason",
+            "reason",
+            &[],
+        );
         Metrics {
             registry,
             connections,
