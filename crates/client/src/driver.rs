@@ -265,8 +265,12 @@ impl Driver {
                     if matches!(t.new, State::CircuitOpen { .. }) && !matches!(t.old, State::CircuitOpen { .. }) {
                         self.shared.metrics.circuit_opens.inc();
                     }
-                    let _ = self.state.send(t.new.clone());
+                    // Broadcast before publishing the state: whoever sees the
+                    // new state and then calls `transitions()` gets only later
+                    // transitions, never this one again.
+                    let new = t.new.clone();
                     let _ = self.transitions.send(t);
+                    let _ = self.state.send(new);
                 }
             }
         }
