@@ -129,7 +129,18 @@ async fn the_breaker_opens_after_n_failed_connects_and_half_opens_after_the_cool
     .await
     .expect("half-opens");
     assert!(probe_at >= opened, "not before the cooldown");
-    assert!(client.metrics_text().contains("tether_client_circuit_opens_total 1"));
+    // The probe hits the same dead port, so the breaker may already have
+    // re-opened: at least one open is counted.
+    let opens = client
+        .metrics_text()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("tether_client_circuit_opens_total ")
+                .map(|v| v.trim().parse::<u64>())
+        })
+        .expect("the metric is exported")
+        .expect("a number");
+    assert!(opens >= 1, "opens counted: {opens}");
     client.close().await;
 }
 
