@@ -13,8 +13,8 @@
 // connect deadline, the heartbeat deadlines and the oldest request deadline.
 // Clock and timers are injectable for tests.
 
-import { type BackoffConfig, type Random } from "./backoff";
-import { type CircuitConfig, DEFAULT_CIRCUIT } from "./circuit";
+import { type BackoffConfig, type Random } from "./backoff.js";
+import { type CircuitConfig, DEFAULT_CIRCUIT } from "./circuit.js";
 import {
   type AgentStatusEntry,
   type ErrorBody,
@@ -34,8 +34,8 @@ import {
   commandFrame,
   subscribeFrame,
   unsubscribeFrame,
-} from "./protocol";
-import { type Action, Machine, type MachineEvent, type State, type Transition } from "./state";
+} from "./protocol.js";
+import { type Action, Machine, type MachineEvent, type State, type Transition } from "./state.js";
 
 // ---------------------------------------------------------------------------
 // Bounds

@@ -1,6 +1,7 @@
 // @tether/client: the framework-agnostic core of the browser SDK.
-export * from "./protocol";
-export * from "./backoff";
-export * from "./circuit";
-export * from "./state";
-export * from "./connection";
+export * from "./protocol.js";
+export * from "./backoff.js";
+export * from "./circuit.js";
+export * from "./state.js";
+export * from "./connection.js";
+export * from "./debug.js";

@@ -4,8 +4,8 @@
 // 4001 without a token provider; backoff (never below the base delay) after
 // 1013 and 4029; an immediate reconnect to the next URL after 1001.
 
-import { Backoff, type BackoffConfig, DEFAULT_BACKOFF, type Random } from "./backoff";
-import { CircuitBreaker, type CircuitConfig, DEFAULT_CIRCUIT } from "./circuit";
+import { Backoff, type BackoffConfig, DEFAULT_BACKOFF, type Random } from "./backoff.js";
+import { CircuitBreaker, type CircuitConfig, DEFAULT_CIRCUIT } from "./circuit.js";
 
 export type State =
   | { readonly kind: "idle" }

@@ -92,7 +92,11 @@ export interface WebSocketContextValue {
   readonly state: State;
 }
 
-const WebSocketContext = createContext<WebSocketContextValue | null>(null);
+/**
+ * The context itself, for bindings that work with or without a provider
+ * (`useContext(WebSocketContext)` is null outside one). Apps use the hook.
+ */
+export const WebSocketContext = createContext<WebSocketContextValue | null>(null);
 
 /** The provider's value; throws when there is no `<WebSocketProvider>` above. */
 export function useWebSocketContext(): WebSocketContextValue {
