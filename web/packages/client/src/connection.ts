@@ -15,6 +15,8 @@
 
 import { type BackoffConfig, type Random } from "./backoff.js";
 import { type CircuitConfig, DEFAULT_CIRCUIT } from "./circuit.js";
+import { createLogger } from "./debug.js";
+import { ClientMetrics } from "./metrics.js";
 import {
   type AgentStatusEntry,
   type ErrorBody,
@@ -131,7 +133,12 @@ export interface TetherClientOptions {
   connectionTimeout?: number;
   /** A request without a reply after this many ms is rejected (default 30000). */
   requestTimeout?: number;
-  /** The stable principal sent as `client_id` (deduplication spans reconnects); default random. */
+  /**
+   * The stable principal sent as `client_id` (deduplication spans reconnects).
+   * Default: the one kept in `localStorage` under `tether.clientId` (made on
+   * first use, so it survives page reloads and is shared by the tabs of an
+   * origin), or a random one where there is no `localStorage`.
+   */
   clientId?: string;
   /** A fixed token, sent as `access_token`. */
   token?: string;
@@ -214,6 +221,8 @@ export interface ConnectionSnapshot {
   readonly isConnected: boolean;
   /** Why the connection is not up (the last loss or failure), null when connected or never failed. */
   readonly error: string | null;
+  /** Connection attempts since the last successful connection (0 while connected and before the first loss). */
+  readonly reconnectAttempts: number;
   readonly lastTransition: Transition | null;
 }
 
@@ -232,6 +241,8 @@ interface Pending {
   sent: boolean;
   /** The socket it was last written to (so that `resume` does not send it twice). */
   sentOn: Socket | null;
+  /** When it was first written (clock ms), for the ack-latency histogram. */
+  firstSentAt: number | null;
   readonly resolve: (frame: ServerMessage) => void;
   readonly reject: (error: Error) => void;
 }
@@ -259,11 +270,32 @@ interface Socket {
 }
 
 const noop = (): void => undefined;
+const log = createLogger("[WebSocket]");
 
 function randomHex(): string {
   const bytes = new Uint8Array(8);
   globalThis.crypto.getRandomValues(bytes);
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** The key under which the default `client_id` is kept in `localStorage`. */
+export const CLIENT_ID_STORAGE_KEY = "tether.clientId";
+
+/** The persistent default principal (see `TetherClientOptions.clientId`). */
+export function defaultClientId(): string {
+  try {
+    const storage = (globalThis as { localStorage?: Storage }).localStorage;
+    if (storage !== undefined) {
+      const kept = storage.getItem(CLIENT_ID_STORAGE_KEY);
+      if (kept !== null && isValidPrincipal(kept)) return kept;
+      const made = `c-${randomHex()}`;
+      storage.setItem(CLIENT_ID_STORAGE_KEY, made);
+      return made;
+    }
+  } catch {
+    // storage disabled (private mode, sandboxed frame): fall through
+  }
+  return `c-${randomHex()}`;
 }
 
 /** Reports a listener's exception without letting it break the client. */
@@ -288,6 +320,10 @@ export class TetherClient {
   private readonly prefix = randomHex();
   private counter = 0;
   readonly clientId: string;
+  /** Counters and the ack-latency histogram; `metrics.toPrometheus()` renders them. */
+  readonly metrics = new ClientMetrics();
+  private connects = 0;
+  private reconnectAttempts = 0;
 
   private readonly heartbeatInterval: number;
   private readonly heartbeatTimeout: number;
@@ -322,7 +358,7 @@ export class TetherClient {
     if (Impl === undefined) throw new Error("no WebSocket in this environment: pass `WebSocketImpl`");
     this.WebSocketImpl = Impl;
     this.clock = options.clock ?? SYSTEM_CLOCK;
-    this.clientId = options.clientId ?? `c-${randomHex()}`;
+    this.clientId = options.clientId ?? defaultClientId();
     if (!isValidPrincipal(this.clientId)) throw new Error("clientId must be 1 to 128 printable ASCII characters");
     this.heartbeatInterval = positive("heartbeatInterval", options.heartbeatInterval ?? 30_000);
     this.heartbeatTimeout = positive("heartbeatTimeout", options.heartbeatTimeout ?? 10_000);
@@ -347,7 +383,13 @@ export class TetherClient {
       },
       options.random ?? Math.random,
     );
-    this.snapshot = Object.freeze({ state: this.machine.state, isConnected: false, error: null, lastTransition: null });
+    this.snapshot = Object.freeze({
+      state: this.machine.state,
+      isConnected: false,
+      error: null,
+      reconnectAttempts: 0,
+      lastTransition: null,
+    });
   }
 
   // -------------------------------------------------------------------------
@@ -472,7 +514,8 @@ export class TetherClient {
       );
     }
     return new Promise<ServerMessage>((resolve, reject) => {
-      const p: Pending = { id, text, deadline: this.clock.now() + this.requestTimeout, sent: false, sentOn: null, resolve, reject };
+      const deadline = this.clock.now() + this.requestTimeout;
+      const p: Pending = { id, text, deadline, sent: false, sentOn: null, firstSentAt: null, resolve, reject };
       this.pending.set(id, p);
       this.unsent += 1;
       if (connected) this.sendPending(p);
@@ -547,6 +590,16 @@ export class TetherClient {
   }
 
   private publishTransition(t: Transition): void {
+    log(`${t.old.kind} -> ${t.new.kind}`, t.reason);
+    if (t.new.kind === "connecting") {
+      if (this.connects > 0) this.reconnectAttempts += 1;
+      this.connects += 1;
+    } else if (t.new.kind === "connected") {
+      this.reconnectAttempts = 0;
+    } else if (t.old.kind === "connected") {
+      this.metrics.disconnected();
+    }
+    if (t.new.kind === "circuit-open" && t.old.kind !== "circuit-open") this.metrics.circuitOpened();
     let error = this.snapshot.error;
     if (t.new.kind === "connected" || t.new.kind === "idle") error = null;
     else if (t.new.kind === "closed" && t.reason === "stop") error = null;
@@ -555,6 +608,7 @@ export class TetherClient {
       state: t.new,
       isConnected: t.new.kind === "connected",
       error,
+      reconnectAttempts: this.reconnectAttempts,
       lastTransition: t,
     });
     for (const l of [...this.transitionListeners]) {
@@ -612,6 +666,8 @@ export class TetherClient {
     let full = `${base}${base.includes("?") ? "&" : "?"}client_id=${encodeURIComponent(this.clientId)}`;
     if (token !== null && token !== undefined && token !== "") full += `&access_token=${encodeURIComponent(token)}`;
     let ws: WebSocketLike;
+    this.metrics.connectAttempt();
+    log(`connecting to ${base}`);
     try {
       ws = new this.WebSocketImpl(full);
     } catch (e) {
@@ -694,6 +750,7 @@ export class TetherClient {
       return false;
     }
     socket.lastSent = this.clock.now();
+    this.metrics.frameSent();
     return true;
   }
 
@@ -701,6 +758,7 @@ export class TetherClient {
     const socket = this.socket;
     if (!this.send(p.text)) return;
     p.sentOn = socket;
+    p.firstSentAt ??= this.clock.now();
     if (!p.sent) {
       p.sent = true;
       this.unsent -= 1;
@@ -731,8 +789,12 @@ export class TetherClient {
 
   private onMessage(socket: Socket, data: unknown): void {
     if (typeof data !== "string") return; // the gateway sends text only
+    this.metrics.frameReceived();
     const parsed = parseServerFrame(data);
-    if (!parsed.ok) return;
+    if (!parsed.ok) {
+      log("dropped an unparsable frame", parsed.error);
+      return;
+    }
     const msg = parsed.message;
     if (socket.welcome === null) {
       if (msg.type !== "welcome") {
@@ -744,6 +806,7 @@ export class TetherClient {
       if (hi > 0) socket.interval = Math.min(socket.interval, hi);
       if (ht > 0) socket.timeout = Math.min(socket.timeout, ht);
       socket.lastSent = this.clock.now();
+      this.metrics.welcomed();
       this.feed({ type: "opened", session: msg.data.session });
       if (this.socket === socket) this.resume();
       this.schedule();
@@ -773,6 +836,7 @@ export class TetherClient {
     const p = this.pending.get(msg.id);
     if (p === undefined) return;
     this.pending.delete(msg.id);
+    if (p.firstSentAt !== null) this.metrics.observeAck(this.clock.now() - p.firstSentAt);
     if (msg.type === "error") p.reject(new GatewayError(msg.error));
     else p.resolve(msg);
   }
@@ -864,7 +928,10 @@ export class TetherClient {
       if (s.welcome === null) {
         if (s.connectBy <= now) this.drop(s, null, "connection timed out: no welcome");
       } else if (s.ping !== null) {
-        if (s.ping.due <= now) this.drop(s, null, "heartbeat timeout: no pong");
+        if (s.ping.due <= now) {
+          log("heartbeat timeout: no pong; replacing the connection");
+          this.drop(s, null, "heartbeat timeout: no pong");
+        }
       } else if (s.lastSent + s.interval <= now) {
         const id = this.nextId("hb");
         if (this.send(pingFrame(id)) && this.socket === s) s.ping = { id, due: this.clock.now() + s.timeout };

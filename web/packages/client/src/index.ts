@@ -5,3 +5,4 @@ export * from "./circuit.js";
 export * from "./state.js";
 export * from "./connection.js";
 export * from "./debug.js";
+export * from "./metrics.js";
