@@ -5,4 +5,6 @@ export {
   useWebSocketContext,
   type WebSocketContextValue,
   type WebSocketProviderProps,
+  DEFAULT_MAX_EVENTS,
 } from "./provider.js";
+export { WebSocketMetrics, downloadText, type WebSocketMetricsProps } from "./components/WebSocketMetrics.js";

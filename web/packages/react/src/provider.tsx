@@ -10,6 +10,7 @@
 import {
   type AgentStatusEntry,
   AgentStatusEntrySchema,
+  type Event,
   type ConnectionSnapshot,
   type RequestFrame,
   type ServerMessage,
@@ -20,6 +21,7 @@ import {
   TetherClient,
   type TetherClientOptions,
   agentChannel,
+  createLogger,
 } from "@tether/client";
 import {
   type ReactNode,
@@ -33,7 +35,11 @@ import {
   useSyncExternalStore,
 } from "react";
 
-/** The guide's props plus the client's connection options. Give `url`, `urls` or `client`. */
+/**
+ * The guide's props plus the client's connection options. Give `url`, `urls`
+ * or `client`; with none of them, a page connects to its own origin's
+ * `/ws/dashboard` (ws:// or wss:// after the page's scheme).
+ */
 export interface WebSocketProviderProps {
   /** The gateway's WebSocket URL, e.g. `ws://localhost:8001/ws/dashboard`. */
   url?: string;
@@ -53,8 +59,10 @@ export interface WebSocketProviderProps {
   token?: string;
   /** Asked before every connect; wins over `token`. Its identity may change without reconnecting. */
   getToken?: () => Promise<string | null | undefined>;
-  /** A stable principal for deduplication across reconnects. */
+  /** A stable principal for deduplication across reconnects (default: kept in localStorage). */
   clientId?: string;
+  /** How many recent events `events` keeps, newest last (default 100). */
+  maxEvents?: number;
   /**
    * A client made by the caller. The provider starts it but does not close it
    * (the caller owns it); the options above are then ignored.
@@ -69,10 +77,18 @@ export interface WebSocketContextValue {
   readonly isConnected: boolean;
   /** Why the connection is not up, or null. */
   readonly error: string | null;
+  /** Connection attempts since the connection was lost (0 while connected). */
+  readonly reconnectAttempts: number;
   /** The agents' status, from the `agents` channel and `requestAgentStatus()`. */
   readonly agents: readonly AgentStatusEntry[];
   /** The latest metrics, from the `system` channel and `requestSystemMetrics()`; null before the first. */
   readonly systemMetrics: SystemMetrics | null;
+  /**
+   * Recent events of the provider's subscriptions (`agents`, `system`, each
+   * `subscribeToAgent` channel), oldest first, at most `maxEvents`: when full,
+   * the oldest is dropped.
+   */
+  readonly events: readonly Event[];
   /** Sends a command or publish frame (an `id` is added when missing); resolves with the reply frame. */
   readonly sendMessage: (message: RequestFrame) => Promise<ServerMessage>;
   /**
@@ -106,6 +122,17 @@ export function useWebSocketContext(): WebSocketContextValue {
 }
 
 const AgentListSchema = AgentStatusEntrySchema.array();
+const log = createLogger("[WebSocketProvider]");
+
+/** Default number of recent events kept in `events`. */
+export const DEFAULT_MAX_EVENTS = 100;
+
+/** `ws(s)://<this page's host>/ws/dashboard`, or null outside a page. */
+function sameOriginUrl(): string | null {
+  const loc = (globalThis as { location?: { protocol: string; host: string } }).location;
+  if (loc === undefined || loc.host === "") return null;
+  return `${loc.protocol === "https:" ? "wss" : "ws"}://${loc.host}/ws/dashboard`;
+}
 
 /** Replaces (or adds) the entry with `entry.name`, keeping the order. */
 function upsertAgent(agents: readonly AgentStatusEntry[], entry: AgentStatusEntry): AgentStatusEntry[] {
@@ -153,6 +180,11 @@ export function WebSocketProvider(props: WebSocketProviderProps): ReactNode {
     const options: TetherClientOptions = {};
     if (p.url !== undefined) options.url = p.url;
     if (p.urls !== undefined) options.urls = p.urls;
+    if (p.url === undefined && p.urls === undefined) {
+      const own = sameOriginUrl();
+      if (own === null) throw new Error("WebSocketProvider needs `url`, `urls` or `client` outside a browser page");
+      options.url = own;
+    }
     if (p.autoReconnect !== undefined) options.autoReconnect = p.autoReconnect;
     if (p.reconnectInterval !== undefined) options.reconnectInterval = p.reconnectInterval;
     if (p.maxReconnectAttempts !== undefined) options.maxReconnectAttempts = p.maxReconnectAttempts;
@@ -161,6 +193,7 @@ export function WebSocketProvider(props: WebSocketProviderProps): ReactNode {
     if (p.token !== undefined) options.token = p.token;
     if (p.clientId !== undefined) options.clientId = p.clientId;
     if (withGetToken) options.getToken = async () => (await getTokenRef.current?.()) ?? null;
+    log("creating a client", options.url ?? options.urls);
     return new TetherClient(options);
   }, []);
 
@@ -190,24 +223,54 @@ export function WebSocketProvider(props: WebSocketProviderProps): ReactNode {
 
   const client = injected ?? owned ?? ownedRef.current;
   if (client === null) throw new Error("WebSocketProvider needs `url`, `urls` or `client`");
-  return <ClientProvider client={client}>{props.children}</ClientProvider>;
+  return (
+    <ClientProvider client={client} maxEvents={props.maxEvents ?? DEFAULT_MAX_EVENTS}>
+      {props.children}
+    </ClientProvider>
+  );
 }
 
 /** The context for one client; remounted state-wise whenever the client changes. */
-function ClientProvider({ client, children }: { client: TetherClient; children?: ReactNode }): ReactNode {
+function ClientProvider({
+  client,
+  maxEvents,
+  children,
+}: {
+  client: TetherClient;
+  maxEvents: number;
+  children?: ReactNode;
+}): ReactNode {
   const snapshot: ConnectionSnapshot = useSyncExternalStore(client.subscribeState, client.getSnapshot);
   const [agents, setAgents] = useState<readonly AgentStatusEntry[]>([]);
   const [systemMetrics, setSystemMetrics] = useState<SystemMetrics | null>(null);
+  const [events, setEvents] = useState<readonly Event[]>([]);
   const agentSubs = useRef(new Map<string, () => void>());
+  const maxEventsRef = useRef(maxEvents);
+  maxEventsRef.current = maxEvents;
+
+  /** Appends to `events`, dropping the oldest beyond `maxEvents`. */
+  const remember = useCallback((event: Event) => {
+    setEvents((list) => {
+      const max = Math.max(0, maxEventsRef.current);
+      const next = [...list, event];
+      return next.length > max ? next.slice(next.length - max) : next;
+    });
+  }, []);
+
+  useEffect(() => {
+    log(`connection ${snapshot.state.kind}`, snapshot.error ?? "");
+  }, [snapshot]);
 
   useEffect(() => {
     const offAgents = client.subscribe("agents", (item: SubscriptionItem) => {
       if (item.kind !== "event") return;
+      remember(item.event);
       const parsed = AgentListSchema.safeParse(item.event.data);
       if (parsed.success) setAgents(parsed.data);
     });
     const offSystem = client.subscribe("system", (item: SubscriptionItem) => {
       if (item.kind !== "event") return;
+      remember(item.event);
       const parsed = SystemMetricsSchema.safeParse(item.event.data);
       if (parsed.success) setSystemMetrics(parsed.data);
     });
@@ -218,7 +281,7 @@ function ClientProvider({ client, children }: { client: TetherClient; children?:
       for (const off of subs.values()) off();
       subs.clear();
     };
-  }, [client]);
+  }, [client, remember]);
 
   const sendMessage = useCallback((message: RequestFrame) => client.request(message), [client]);
 
@@ -249,6 +312,7 @@ function ClientProvider({ client, children }: { client: TetherClient; children?:
       if (agentSubs.current.has(name)) return;
       const off = client.subscribe(agentChannel(name), (item: SubscriptionItem) => {
         if (item.kind !== "event") return;
+        remember(item.event);
         const data = item.event.data as { kind?: unknown } | null;
         if (data === null || typeof data !== "object" || data.kind !== "status") return;
         const parsed = AgentStatusEntrySchema.safeParse(data);
@@ -256,7 +320,7 @@ function ClientProvider({ client, children }: { client: TetherClient; children?:
       });
       agentSubs.current.set(name, off);
     },
-    [client],
+    [client, remember],
   );
 
   const unsubscribeFromAgent = useCallback((name: string) => {
@@ -270,8 +334,10 @@ function ClientProvider({ client, children }: { client: TetherClient; children?:
     () => ({
       isConnected: snapshot.isConnected,
       error: snapshot.error,
+      reconnectAttempts: snapshot.reconnectAttempts,
       agents,
       systemMetrics,
+      events,
       sendMessage,
       requestAgentStatus,
       requestSystemMetrics,
@@ -280,7 +346,7 @@ function ClientProvider({ client, children }: { client: TetherClient; children?:
       client,
       state: snapshot.state,
     }),
-    [snapshot, agents, systemMetrics, sendMessage, requestAgentStatus, requestSystemMetrics, subscribeToAgent, unsubscribeFromAgent, client],
+    [snapshot, agents, systemMetrics, events, sendMessage, requestAgentStatus, requestSystemMetrics, subscribeToAgent, unsubscribeFromAgent, client],
   );
 
   return <WebSocketContext.Provider value={value}>{children}</WebSocketContext.Provider>;

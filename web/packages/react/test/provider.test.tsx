@@ -2,11 +2,11 @@
 // gateway stand-in (`FakeSocket`) injected through TetherClient's
 // `WebSocketImpl` option (or the global `WebSocket`), so no server is needed.
 
-import { TetherClient, type WebSocketLike } from "@tether/client";
+import { type LogPrefix, TetherClient, type WebSocketLike, setDebug, setLogSink } from "@tether/client";
 import { act, cleanup, render, renderHook, screen, waitFor } from "@testing-library/react";
 import { StrictMode } from "react";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { WebSocketProvider, useWebSocketContext } from "../src/index";
+import { WebSocketMetrics, WebSocketProvider, useWebSocketContext } from "../src/index";
 
 const AGENT = {
   name: "receipt-processor",
@@ -218,6 +218,123 @@ describe("WebSocketProvider", () => {
     expect(socket?.url).toMatch(/^ws:\/\/gateway\.test\/ws\?client_id=/);
     unmount();
     expect(socket?.readyState).toBe(3);
+  });
+});
+
+describe("WebSocketProvider: the guide's extra fields", () => {
+  it("keeps recent events, oldest first, at most maxEvents", async () => {
+    const client = fakeClient();
+    const { result } = renderHook(() => useWebSocketContext(), {
+      wrapper: ({ children }) => (
+        <WebSocketProvider client={client} maxEvents={2}>
+          {children}
+        </WebSocketProvider>
+      ),
+    });
+    await waitFor(() => {
+      expect(result.current.isConnected).toBe(true);
+    });
+    expect(result.current.events).toEqual([]);
+    expect(result.current.reconnectAttempts).toBe(0);
+    const socket = FakeSocket.instances[0];
+    if (socket === undefined) throw new Error("no socket");
+    await waitFor(() => {
+      expect(socket.sent.some((m) => m["type"] === "subscribe" && m["channel"] === "agents")).toBe(true);
+    });
+    act(() => {
+      socket.event("agents", 1, [AGENT]);
+      socket.event("agents", 2, [AGENT]);
+      socket.event("agents", 3, [{ ...AGENT, status: "busy" }]);
+    });
+    await waitFor(() => {
+      expect(result.current.events.map((e) => e.seq)).toEqual([2, 3]);
+    });
+    expect(result.current.events[1]?.channel).toBe("agents");
+  });
+
+  it("connects to the page's own /ws/dashboard when given no url", async () => {
+    vi.stubGlobal("WebSocket", FakeSocket);
+    render(
+      <WebSocketProvider>
+        <Status />
+      </WebSocketProvider>,
+    );
+    await waitFor(() => {
+      expect(screen.getByTestId("connected").textContent).toBe("true");
+    });
+    expect(FakeSocket.instances[0]?.url).toMatch(new RegExp(`^ws://${location.host}/ws/dashboard\\?client_id=`));
+  });
+
+  it("logs with the [WebSocketProvider] prefix only when debug is on", async () => {
+    const lines: string[] = [];
+    setLogSink((prefix: LogPrefix, message: string) => {
+      lines.push(`${prefix} ${message}`);
+    });
+    try {
+      vi.stubGlobal("WebSocket", FakeSocket);
+      const { unmount } = render(
+        <WebSocketProvider url="ws://gateway.test/ws">
+          <Status />
+        </WebSocketProvider>,
+      );
+      await waitFor(() => {
+        expect(screen.getByTestId("connected").textContent).toBe("true");
+      });
+      unmount();
+      expect(lines).toEqual([]);
+      setDebug(true);
+      render(
+        <WebSocketProvider url="ws://gateway.test/ws">
+          <Status />
+        </WebSocketProvider>,
+      );
+      await waitFor(() => {
+        expect(lines.some((l) => l.startsWith("[WebSocketProvider] connection connected"))).toBe(true);
+      });
+      expect(lines.some((l) => l.startsWith("[WebSocket] connecting to ws://gateway.test/ws"))).toBe(true);
+    } finally {
+      setDebug(false);
+      setLogSink(null);
+    }
+  });
+});
+
+describe("WebSocketMetrics", () => {
+  it("renders under its test id and downloads the client's metrics as websocket_metrics.prom", async () => {
+    const client = fakeClient();
+    render(
+      <WebSocketProvider client={client}>
+        <WebSocketMetrics refreshInterval={100} />
+      </WebSocketProvider>,
+    );
+    const panel = screen.getByTestId("websocket-metrics");
+    await waitFor(() => {
+      expect(screen.getByTestId("websocket-status").textContent).toBe("Connected");
+    });
+    const blobs: Blob[] = [];
+    const downloads: string[] = [];
+    vi.stubGlobal("URL", Object.assign(URL, {
+      createObjectURL: (b: Blob) => {
+        blobs.push(b);
+        return "blob:metrics";
+      },
+      revokeObjectURL: () => undefined,
+    }));
+    const click = vi.spyOn(HTMLAnchorElement.prototype, "click").mockImplementation(function (this: HTMLAnchorElement) {
+      downloads.push(this.download);
+    });
+    try {
+      act(() => {
+        screen.getByRole("button", { name: "Download Prometheus metrics" }).click();
+      });
+      expect(downloads).toEqual(["websocket_metrics.prom"]);
+      const text = await blobs[0]?.text();
+      expect(text).toContain("# TYPE tether_client_connect_attempts_total counter\ntether_client_connect_attempts_total 1\n");
+      expect(text).toContain("tether_client_connected 1\n");
+      expect(panel.textContent).toContain("Reconnect attempts");
+    } finally {
+      click.mockRestore();
+    }
   });
 });
 
