@@ -4,8 +4,11 @@
 // actions; it keeps the heartbeat, routes replies by id, resubscribes with
 // `since` and resends unanswered requests (same ids) after every reconnect.
 //
-// Not here: React (see @tether/react), the durable offline queue, agent
-// registration, in-band token renewal (`auth`), the pool of URLs with health.
+// Not here: React (see @tether/react), the durable offline queue
+// (offline-queue.ts), the pool with health checks (pool), the injected I/O
+// types (io.ts) and errors (errors.ts); agent registration and in-band token
+// renewal (`auth`) are Rust-SDK-only for now (a token provider is asked again
+// on every reconnect instead).
 // All connection state lives in the Machine's `State`; this file only holds
 // the per-socket bookkeeping (`Socket`) and the request/subscription tables.
 //
@@ -16,10 +19,18 @@
 import { type BackoffConfig, type Random } from "./backoff.js";
 import { type CircuitConfig, DEFAULT_CIRCUIT } from "./circuit.js";
 import { createLogger } from "./debug.js";
+import { ClientClosedError, GatewayError, QueueFullError, RequestTimeoutError } from "./errors.js";
+import {
+  type Clock,
+  type CloseEventLike,
+  type MessageEventLike,
+  SYSTEM_CLOCK,
+  type WebSocketConstructor,
+  type WebSocketLike,
+} from "./io.js";
 import { ClientMetrics } from "./metrics.js";
 import {
   type AgentStatusEntry,
-  type ErrorBody,
   type Event,
   type ResultFrame,
   type ServerMessage,
@@ -59,53 +70,8 @@ export const DEFAULT_MAX_PENDING = 1000;
  */
 export const DEFAULT_MAX_QUEUED = 100;
 
-// ---------------------------------------------------------------------------
-// Injected I/O
-// ---------------------------------------------------------------------------
-
-/** What the shell reads from a WebSocket `message` event. */
-export interface MessageEventLike {
-  readonly data: unknown;
-}
-
-/** What the shell reads from a WebSocket `close` event. */
-export interface CloseEventLike {
-  readonly code: number;
-  readonly reason: string;
-}
-
-/**
- * The part of a WebSocket the shell uses: the DOM `WebSocket` and the `ws`
- * package's class both fit. Handler parameters are `never` so that either
- * library's own event types are accepted; the shell reads only the fields of
- * `MessageEventLike` and `CloseEventLike`.
- */
-export interface WebSocketLike {
-  readonly readyState: number;
-  send(data: string): void;
-  close(code?: number, reason?: string): void;
-  onopen: ((ev: never) => void) | null;
-  onmessage: ((ev: never) => void) | null;
-  onclose: ((ev: never) => void) | null;
-  onerror: ((ev: never) => void) | null;
-}
-
-export type WebSocketConstructor = new (url: string) => WebSocketLike;
-
-/** A monotonic clock in ms and the timers to go with it. */
-export interface Clock {
-  now(): number;
-  setTimeout(callback: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-export const SYSTEM_CLOCK: Clock = {
-  now: () => performance.now(),
-  setTimeout: (callback, ms) => setTimeout(callback, ms),
-  clearTimeout: (handle) => {
-    clearTimeout(handle as ReturnType<typeof setTimeout>);
-  },
-};
+export * from "./io.js";
+export * from "./errors.js";
 
 // ---------------------------------------------------------------------------
 // Options
@@ -156,40 +122,6 @@ export interface TetherClientOptions {
   maxPending?: number;
   /** See DEFAULT_MAX_QUEUED. */
   maxQueued?: number;
-}
-
-// ---------------------------------------------------------------------------
-// Errors
-// ---------------------------------------------------------------------------
-
-/** The gateway answered with an `error` frame. Retry only when `retryable`. */
-export class GatewayError extends Error {
-  override readonly name = "GatewayError";
-  readonly code: string;
-  readonly retryable: boolean;
-  constructor(readonly body: ErrorBody) {
-    super(`${body.code}: ${body.message}`);
-    this.code = body.code;
-    this.retryable = body.retryable ?? false;
-  }
-}
-
-/** No reply within `requestTimeout`. The request may still take effect; resend with the same id to be sure. */
-export class RequestTimeoutError extends Error {
-  override readonly name = "RequestTimeoutError";
-  constructor(readonly id: string, ms: number) {
-    super(`no reply to request ${id} within ${ms} ms`);
-  }
-}
-
-/** The client was closed (by `close()` or for good by the gateway) before the reply. */
-export class ClientClosedError extends Error {
-  override readonly name = "ClientClosedError";
-}
-
-/** A bound was reached (`maxPending` or `maxQueued`); the request was neither sent nor kept. */
-export class QueueFullError extends Error {
-  override readonly name = "QueueFullError";
 }
 
 // ---------------------------------------------------------------------------
