@@ -6,4 +6,9 @@ export default tseslint.config(
   { ignores: ["**/node_modules/**", "**/dist/**", ".readme-examples/**"] },
   js.configs.recommended,
   ...tseslint.configs.strict,
+  {
+    // Node scripts (plain JavaScript run by node).
+    files: ["scripts/**/*.mjs"],
+    languageOptions: { globals: { console: "readonly", process: "readonly" } },
+  },
 );

@@ -16,7 +16,7 @@ const out = join(web, ".readme-examples");
 rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
 
-const fence = /^```(ts|tsx|typescript)([^\n]*)\n([\s\S]*?)^```$/gm;
+const fence = /^```(tsx|typescript|ts)\b([^\n]*)\n([\s\S]*?)^```$/gm;
 let count = 0;
 for (const pkg of readdirSync(join(web, "packages"))) {
   const readme = join(web, "packages", pkg, "README.md");

@@ -1,0 +1,740 @@
+// The durable offline queue of the browser SDK: client messages (publishes and
+// commands) kept in IndexedDB (through `idb`) until they reach the gateway, so
+// that they survive a page reload, a closed tab and a browser restart; plus
+// `replayOverHttp`, which sends them to `POST /api/v1/messages` (the route a
+// Service Worker uses in background sync).
+//
+// Every message keeps its ORIGINAL `id` from its first send attempt through
+// queueing and replay. The gateway deduplicates by `(principal, id)` within its
+// dedup window (default 24 h), so replaying a message whose first send was
+// accepted but whose reply was lost takes effect once, provided the replay uses
+// the same principal (the same token `sub`, or with auth off the same
+// `client_id`) and happens within that window.
+//
+// STORAGE SCHEMA (fixed: the Service Worker reads the same database, keep it in
+// step with packages/service-worker): database `tether-offline` (option
+// `dbName`), version 1, one object store `messages` with keyPath `id` and an
+// index `queuedAt` on the field `queuedAt`. A record is an `OfflineMessage`
+// (`{id, frame, queuedAt, attempts, lastError?}`); `frame` is the wire message
+// and always carries the same `id`.
+//
+// BOUND POLICY: at most `maxMessages` messages (default 1000) and `maxBytes` of
+// frame JSON (default 5 MiB, UTF-8) are held. When a new message would exceed
+// either, `add` rejects with `OfflineQueueFullError` and stores nothing; queued
+// messages are never dropped to make room (they are a user's unsent work). A
+// single frame over `maxMessageBytes` (default 64 KiB, the gateway's default
+// `max_message_bytes`) is refused as invalid: the gateway would refuse it too.
+// `lastError` strings are cut to 500 characters. `list()` and the byte check
+// read the whole queue, so these bounds also bound the memory and time of one
+// call.
+//
+// Change notification: `subscribe` listeners hear about every change made by
+// this instance and, through a `BroadcastChannel` named after the database
+// (when the environment has one), about changes made by other instances in
+// other tabs, workers and the Service Worker (which should post on the same
+// channel after it changes the store).
+//
+// EXPIRY: a message queued longer than `ttlMs` ago (default 24 h, the
+// gateway's default dedup window) is dropped by `list()` (so never replayed),
+// with a debug line: past the window the gateway no longer remembers its id,
+// and replaying a message whose first send did arrive would take effect twice.
+// The Rust SDK's offline queue does the same. Raise `ttlMs` only together with
+// the gateway's `--dedup-window`.
+//
+// Not here: deciding when to send (see offline-sync.ts), the WebSocket, the
+// Service Worker itself.
+
+import { type DBSchema, type IDBPDatabase, wrap } from "idb";
+import { createLogger } from "./debug.js";
+import { MAX_HTTP_MESSAGES, isValidPrincipal, messageType, parseFrame, parseMessage, retryable } from "./protocol.js";
+
+const log = createLogger("[OfflineSync]");
+
+// ---------------------------------------------------------------------------
+// Schema and bounds
+// ---------------------------------------------------------------------------
+
+/** Default database name (shared with the Service Worker). */
+export const OFFLINE_DB_NAME = "tether-offline";
+/** Schema version of the database. */
+export const OFFLINE_DB_VERSION = 1;
+/** The object store holding the messages (keyPath `id`). */
+export const OFFLINE_STORE = "messages";
+/** The index on `queuedAt` (oldest first). */
+export const OFFLINE_QUEUED_AT_INDEX = "queuedAt";
+/** Default most messages held. */
+export const DEFAULT_OFFLINE_MAX_MESSAGES = 1000;
+/** Default most bytes of frame JSON (UTF-8) held: 5 MiB. */
+export const DEFAULT_OFFLINE_MAX_BYTES = 5 * 1024 * 1024;
+/** Default largest single frame: the gateway's default `max_message_bytes` (64 KiB). */
+export const DEFAULT_OFFLINE_MAX_MESSAGE_BYTES = 64 * 1024;
+/** Default age after which a queued message is dropped: 24 h, the gateway's default dedup window. */
+export const DEFAULT_OFFLINE_TTL_MS = 24 * 60 * 60 * 1000;
+/** Default messages per `POST /api/v1/messages` in `replayOverHttp`. */
+export const DEFAULT_REPLAY_BATCH_SIZE = 50;
+/** Longest `lastError` kept on a record. */
+const MAX_ERROR_CHARS = 500;
+
+/** A queued wire message: a `publish` or a command, always with its `id`. */
+export type OfflineFrame = { readonly type: string; readonly id: string } & Readonly<Record<string, unknown>>;
+
+/** One record of the `messages` store. */
+export interface OfflineMessage {
+  /** The message id; equal to `frame.id`. */
+  readonly id: string;
+  /** The wire message, exactly as it is sent. */
+  readonly frame: OfflineFrame;
+  /** When it was queued (`Date.now()`, raised by 1 ms when needed so that the index order is the queueing order). */
+  readonly queuedAt: number;
+  /** Failed replay attempts so far. */
+  readonly attempts: number;
+  /** Why the last attempt failed. */
+  readonly lastError?: string;
+}
+
+interface QueueSchema extends DBSchema {
+  messages: {
+    key: string;
+    value: OfflineMessage;
+    indexes: { queuedAt: number };
+  };
+}
+
+type Db = IDBPDatabase<QueueSchema>;
+
+/** Options of `OfflineQueue.open`. */
+export interface OfflineQueueOptions {
+  /** Database name (default `tether-offline`); also the BroadcastChannel's name. */
+  dbName?: string;
+  /** Most messages held (default 1000). See the bound policy: a full queue refuses new messages. */
+  maxMessages?: number;
+  /** Most bytes of frame JSON held (default 5 MiB). A full queue refuses new messages. */
+  maxBytes?: number;
+  /** Largest single frame in bytes (default 64 KiB); a larger one is refused as invalid. */
+  maxMessageBytes?: number;
+  /** Age in ms after which a queued message is dropped unsent (default 24 h, the gateway's dedup window). */
+  ttlMs?: number;
+  /**
+   * The IndexedDB factory (default `globalThis.indexedDB`), e.g. a fresh
+   * `IDBFactory` from fake-indexeddb in tests. `idb` checks values against the
+   * global `IDBRequest`, `IDBDatabase`, … classes, so they must exist (in Node:
+   * `import "fake-indexeddb/auto"`).
+   */
+  indexedDB?: IDBFactory;
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+/**
+ * The queue is full (`maxMessages` or `maxBytes`): the message was NOT stored
+ * and nothing else was dropped. The caller still owns the message.
+ */
+export class OfflineQueueFullError extends Error {
+  override readonly name = "OfflineQueueFullError";
+  constructor(
+    message: string,
+    /** The bound that was reached. */
+    readonly limit: "maxMessages" | "maxBytes",
+    /** The id of the refused message. */
+    readonly id: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The message cannot be queued: not a valid `publish` or command, not JSON, or too large. Nothing was stored. */
+export class InvalidOfflineMessageError extends Error {
+  override readonly name = "InvalidOfflineMessageError";
+}
+
+// ---------------------------------------------------------------------------
+// Ids and frames
+// ---------------------------------------------------------------------------
+
+function randomHex(bytes: number): string {
+  const b = new Uint8Array(bytes);
+  globalThis.crypto.getRandomValues(b);
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * A fresh message id: `m-` and a random UUID (40 printable ASCII characters).
+ * Uses `crypto.randomUUID` where available (secure contexts), else 16 random
+ * bytes from `crypto.getRandomValues`.
+ */
+export function newMessageId(): string {
+  const c = globalThis.crypto as Crypto | undefined;
+  if (c !== undefined && typeof c.randomUUID === "function") return `m-${c.randomUUID()}`;
+  return `m-${randomHex(16)}`;
+}
+
+/** UTF-8 length of a string without allocating. */
+function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        n += 4;
+        i++;
+      } else n += 3;
+    } else n += 3;
+  }
+  return n;
+}
+
+function errorText(e: unknown): string {
+  if (e instanceof Error) return e.message === "" ? e.name : `${e.name}: ${e.message}`;
+  return String(e);
+}
+
+/**
+ * The wire frame of `message` as it will be queued and sent: a JSON copy (what
+ * `JSON.stringify` would send), with a fresh id (`newMessageId`) when it has
+ * none. Throws `InvalidOfflineMessageError` unless it is a valid `publish` or
+ * command per the protocol (`parseMessage`) of at most `maxMessageBytes`.
+ * Other message types are refused: `POST /api/v1/messages` (the Service
+ * Worker's replay) accepts only these two, and a queued `subscribe` or `ping`
+ * would mean nothing once replayed.
+ */
+export function prepareOfflineFrame(
+  message: object,
+  maxMessageBytes: number = DEFAULT_OFFLINE_MAX_MESSAGE_BYTES,
+): OfflineFrame {
+  if (typeof message !== "object" || message === null || Array.isArray(message)) {
+    throw new InvalidOfflineMessageError("an offline message must be a JSON object like {type, id?, …}");
+  }
+  let copy: Record<string, unknown>;
+  try {
+    copy = JSON.parse(JSON.stringify(message)) as Record<string, unknown>;
+  } catch (e) {
+    throw new InvalidOfflineMessageError(`the message is not serializable as JSON: ${errorText(e)}`);
+  }
+  if (copy["id"] === undefined || copy["id"] === null) copy["id"] = newMessageId();
+  const checked = parseMessage(copy);
+  if (!checked.ok) throw new InvalidOfflineMessageError(`invalid message: ${checked.error.message}`);
+  const kind = checked.message.type;
+  if (kind !== "publish" && kind !== "command") {
+    throw new InvalidOfflineMessageError(
+      `only publish and command messages can be queued offline, not \`${messageType(checked.message)}\``,
+    );
+  }
+  const text = JSON.stringify(copy);
+  // The JSON-level refusals of the gateway's parser (nesting over 127, lone surrogates).
+  const whole = parseFrame(text);
+  if (!whole.ok) throw new InvalidOfflineMessageError(`invalid message: ${whole.error.message}`);
+  const bytes = utf8Length(text);
+  if (bytes > maxMessageBytes) {
+    throw new InvalidOfflineMessageError(
+      `the message is ${bytes} bytes; at most ${maxMessageBytes} can be queued (the gateway's max_message_bytes)`,
+    );
+  }
+  return copy as OfflineFrame;
+}
+
+// ---------------------------------------------------------------------------
+// Opening
+// ---------------------------------------------------------------------------
+
+function positiveInt(name: string, v: number): number {
+  if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`${name} must be a positive integer, not ${v}`);
+  return v;
+}
+
+async function openDatabase(factory: IDBFactory, name: string, onLost: () => void): Promise<Db> {
+  const request = factory.open(name, OFFLINE_DB_VERSION);
+  request.addEventListener("upgradeneeded", () => {
+    const db = request.result;
+    if (!db.objectStoreNames.contains(OFFLINE_STORE)) {
+      const store = db.createObjectStore(OFFLINE_STORE, { keyPath: "id" });
+      store.createIndex(OFFLINE_QUEUED_AT_INDEX, "queuedAt");
+      return;
+    }
+    const store = request.transaction?.objectStore(OFFLINE_STORE);
+    if (store !== undefined && !store.indexNames.contains(OFFLINE_QUEUED_AT_INDEX)) {
+      store.createIndex(OFFLINE_QUEUED_AT_INDEX, "queuedAt");
+    }
+  });
+  request.addEventListener("blocked", () => {
+    log("opening the offline database is blocked by another connection", name);
+  });
+  const db = (await wrap(request)) as unknown as Db | undefined;
+  if (db === undefined) throw new Error(`cannot open the offline database ${name}`);
+  // Another tab (or the Service Worker) wants a newer version or deletes the
+  // database: let it, and reopen on the next call.
+  db.addEventListener("versionchange", () => {
+    db.close();
+    onLost();
+  });
+  db.addEventListener("close", onLost);
+  return db;
+}
+
+interface ChannelLike {
+  postMessage(message: unknown): void;
+  close(): void;
+  onmessage: ((ev: MessageEvent) => void) | null;
+}
+
+function openChannel(name: string): ChannelLike | null {
+  const Ctor = (globalThis as { BroadcastChannel?: new (name: string) => ChannelLike }).BroadcastChannel;
+  if (Ctor === undefined) return null;
+  try {
+    const ch = new Ctor(name);
+    // Node: do not keep the process alive just for this channel.
+    (ch as { unref?: () => void }).unref?.();
+    return ch;
+  } catch (e) {
+    log("no BroadcastChannel; changes in other tabs will not be noticed", e);
+    return null;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// OfflineQueue
+// ---------------------------------------------------------------------------
+
+/**
+ * The durable, bounded offline queue. Obtain one with `OfflineQueue.open()`.
+ *
+ * Bound policy: when a new message would exceed `maxMessages` (default 1000)
+ * or `maxBytes` of frame JSON (default 5 MiB), `add` rejects with
+ * `OfflineQueueFullError` and stores nothing; queued messages are never
+ * dropped to make room.
+ *
+ * Every method is async and runs in one IndexedDB transaction, so several
+ * instances (tabs, workers) may share one database safely.
+ */
+export class OfflineQueue {
+  private db: Promise<Db> | null = null;
+  private closed = false;
+  private readonly listeners = new Set<() => void>();
+  private readonly channel: ChannelLike | null;
+
+  private constructor(
+    /** The database's name (and the BroadcastChannel's). */
+    readonly dbName: string,
+    /** The bounds in force. */
+    readonly limits: {
+      readonly maxMessages: number;
+      readonly maxBytes: number;
+      readonly maxMessageBytes: number;
+      readonly ttlMs: number;
+    },
+    private readonly factory: IDBFactory,
+  ) {
+    this.channel = openChannel(dbName);
+    if (this.channel !== null) {
+      this.channel.onmessage = () => {
+        log("the queue changed elsewhere", dbName);
+        this.emit();
+      };
+    }
+  }
+
+  /**
+   * Opens (creating when needed) the queue's database. Rejects when there is
+   * no IndexedDB (pass `indexedDB`) or the database cannot be opened.
+   */
+  static async open(options: OfflineQueueOptions = {}): Promise<OfflineQueue> {
+    const dbName = options.dbName ?? OFFLINE_DB_NAME;
+    if (dbName === "") throw new RangeError("dbName must not be empty");
+    const limits = {
+      maxMessages: positiveInt("maxMessages", options.maxMessages ?? DEFAULT_OFFLINE_MAX_MESSAGES),
+      maxBytes: positiveInt("maxBytes", options.maxBytes ?? DEFAULT_OFFLINE_MAX_BYTES),
+      maxMessageBytes: positiveInt("maxMessageBytes", options.maxMessageBytes ?? DEFAULT_OFFLINE_MAX_MESSAGE_BYTES),
+      ttlMs: positiveInt("ttlMs", options.ttlMs ?? DEFAULT_OFFLINE_TTL_MS),
+    };
+    const factory = options.indexedDB ?? (globalThis as { indexedDB?: IDBFactory }).indexedDB;
+    if (factory === undefined) throw new Error("no IndexedDB in this environment: pass the `indexedDB` option");
+    const queue = new OfflineQueue(dbName, limits, factory);
+    try {
+      await queue.database();
+    } catch (e) {
+      queue.close();
+      throw e;
+    }
+    return queue;
+  }
+
+  private database(): Promise<Db> {
+    if (this.closed) return Promise.reject(new Error(`the offline queue ${this.dbName} is closed`));
+    if (this.db === null) {
+      const opening: Promise<Db> = openDatabase(this.factory, this.dbName, () => {
+        if (this.db === opening) this.db = null;
+      });
+      opening.catch(() => {
+        if (this.db === opening) this.db = null;
+      });
+      this.db = opening;
+    }
+    return this.db;
+  }
+
+  /**
+   * Queues `message` (a `publish` or a command; an `id` is added when missing)
+   * and resolves with its record. Adding an id that is already queued changes
+   * nothing and resolves with the queued record. Rejects with
+   * `InvalidOfflineMessageError` for an invalid message and with
+   * `OfflineQueueFullError` when a bound would be exceeded; in both cases
+   * nothing is stored.
+   */
+  async add(message: object): Promise<OfflineMessage> {
+    const frame = prepareOfflineFrame(message, this.limits.maxMessageBytes);
+    const db = await this.database();
+    const tx = db.transaction(OFFLINE_STORE, "readwrite");
+    const existing = await tx.store.get(frame.id);
+    if (existing !== undefined) {
+      await tx.done;
+      log("already queued", frame.id);
+      return existing;
+    }
+    const all = await tx.store.getAll();
+    const bytes = utf8Length(JSON.stringify(frame));
+    let held = 0;
+    let last = 0;
+    for (const r of all) {
+      held += utf8Length(JSON.stringify(r.frame));
+      if (r.queuedAt > last) last = r.queuedAt;
+    }
+    let full: OfflineQueueFullError | null = null;
+    if (all.length + 1 > this.limits.maxMessages) {
+      full = new OfflineQueueFullError(
+        `offline queue full: ${all.length} messages held (maxMessages = ${this.limits.maxMessages}); message ${frame.id} not queued`,
+        "maxMessages",
+        frame.id,
+      );
+    } else if (held + bytes > this.limits.maxBytes) {
+      full = new OfflineQueueFullError(
+        `offline queue full: ${held} + ${bytes} bytes exceed maxBytes = ${this.limits.maxBytes}; message ${frame.id} not queued`,
+        "maxBytes",
+        frame.id,
+      );
+    }
+    if (full !== null) {
+      await tx.done;
+      log(full.message);
+      throw full;
+    }
+    const record: OfflineMessage = { id: frame.id, frame, queuedAt: Math.max(Date.now(), last + 1), attempts: 0 };
+    await tx.store.add(record);
+    await tx.done;
+    log("queued", frame.id);
+    this.changed();
+    return record;
+  }
+
+  /** Every queued message, oldest first; drops (and does not return) those older than `ttlMs`. */
+  async list(): Promise<OfflineMessage[]> {
+    const db = await this.database();
+    const all = await db.getAllFromIndex(OFFLINE_STORE, OFFLINE_QUEUED_AT_INDEX);
+    const cutoff = Date.now() - this.limits.ttlMs;
+    const expired = all.filter((r) => r.queuedAt <= cutoff);
+    if (expired.length === 0) return all;
+    await this.remove(expired.map((r) => r.id));
+    log(
+      `dropped ${expired.length} message(s) queued more than ttlMs = ${this.limits.ttlMs} ms ago: ` +
+        "past the gateway's dedup window a replay could take effect twice",
+      expired.map((r) => r.id),
+    );
+    return all.filter((r) => r.queuedAt > cutoff);
+  }
+
+  /** How many messages are queued. */
+  async size(): Promise<number> {
+    const db = await this.database();
+    return db.count(OFFLINE_STORE);
+  }
+
+  /** Removes the messages with these ids (unknown ids are ignored); resolves with how many were removed. */
+  async remove(ids: string | readonly string[]): Promise<number> {
+    const list = typeof ids === "string" ? [ids] : [...new Set(ids)];
+    if (list.length === 0) return 0;
+    const db = await this.database();
+    const tx = db.transaction(OFFLINE_STORE, "readwrite");
+    const found = await Promise.all(list.map((id) => tx.store.getKey(id)));
+    const present = list.filter((_, i) => found[i] !== undefined);
+    await Promise.all(present.map((id) => tx.store.delete(id)));
+    await tx.done;
+    if (present.length > 0) {
+      log("removed", present.length);
+      this.changed();
+    }
+    return present.length;
+  }
+
+  /** Removes every message. */
+  async clear(): Promise<void> {
+    const db = await this.database();
+    await db.clear(OFFLINE_STORE);
+    log("cleared");
+    this.changed();
+  }
+
+  /**
+   * Records a failed attempt: `attempts + 1` and `lastError` (cut to 500
+   * characters). Resolves false when the message is no longer queued.
+   */
+  async markFailed(id: string, error: unknown): Promise<boolean> {
+    const db = await this.database();
+    const tx = db.transaction(OFFLINE_STORE, "readwrite");
+    const record = await tx.store.get(id);
+    if (record === undefined) {
+      await tx.done;
+      return false;
+    }
+    const text = typeof error === "string" ? error : errorText(error);
+    await tx.store.put({ ...record, attempts: record.attempts + 1, lastError: text.slice(0, MAX_ERROR_CHARS) });
+    await tx.done;
+    this.changed();
+    return true;
+  }
+
+  /**
+   * Calls `listener` after every change made by this instance, and (through
+   * the BroadcastChannel, when there is one) by other instances on the same
+   * database in this or other tabs and workers. Returns the unsubscribe function.
+   */
+  subscribe(listener: () => void): () => void {
+    const entry = (): void => {
+      listener();
+    };
+    this.listeners.add(entry);
+    return () => {
+      this.listeners.delete(entry);
+    };
+  }
+
+  /** Closes the database and the channel; later calls reject. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.listeners.clear();
+    if (this.channel !== null) {
+      this.channel.onmessage = null;
+      this.channel.close();
+    }
+    const db = this.db;
+    this.db = null;
+    if (db !== null) {
+      db.then(
+        (d) => {
+          d.close();
+        },
+        () => undefined,
+      );
+    }
+  }
+
+  /** Whether `close()` was called. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  private changed(): void {
+    try {
+      this.channel?.postMessage({ type: "changed", dbName: this.dbName });
+    } catch (e) {
+      log("cannot post on the BroadcastChannel", e);
+    }
+    this.emit();
+  }
+
+  private emit(): void {
+    for (const l of [...this.listeners]) {
+      try {
+        l();
+      } catch (e) {
+        queueMicrotask(() => {
+          throw e;
+        });
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// HTTP replay
+// ---------------------------------------------------------------------------
+
+/** Options of `replayOverHttp`. */
+export interface ReplayOverHttpOptions {
+  /** Full URL of `POST /api/v1/messages`, e.g. `http://host/api/v1/messages?client_id=X` (see `httpEndpointFor`). */
+  endpoint: string;
+  /** Default `globalThis.fetch`. */
+  fetch?: typeof fetch;
+  /** Sent as `Authorization: Bearer <token>`; a function is asked before every request. */
+  token?: string | (() => Promise<string | null | undefined>);
+  /** Messages per request, 1 to 1000 (default 50). */
+  batchSize?: number;
+}
+
+/** A message the gateway refused for good (removed from the queue). */
+export interface RejectedMessage {
+  readonly id: string;
+  /** `code: message` of the gateway's error. */
+  readonly error: string;
+}
+
+/** What a replay did. */
+export interface ReplayResult {
+  /** Messages the gateway accepted (acks, duplicates included, and results): removed. */
+  sent: number;
+  /** Messages refused with a non-retryable error: removed, since they can never succeed. */
+  rejected: RejectedMessage[];
+  /** Messages still queued afterwards. */
+  remaining: number;
+  /** Why the replay stopped early (network, HTTP status, bad token…); everything unsent was kept. */
+  error?: string;
+}
+
+type ReplyOutcome = { kind: "done" } | { kind: "rejected"; error: string } | { kind: "retry"; error: string };
+
+/** What to do with a message given the gateway's reply to it. */
+function classifyReply(reply: unknown): ReplyOutcome {
+  if (typeof reply !== "object" || reply === null) return { kind: "retry", error: "unexpected reply: not an object" };
+  const r = reply as { type?: unknown; error?: unknown };
+  if (r.type === "ack" || r.type === "result") return { kind: "done" };
+  if (r.type === "error") {
+    const body = (typeof r.error === "object" && r.error !== null ? r.error : {}) as {
+      code?: unknown;
+      message?: unknown;
+      retryable?: unknown;
+    };
+    const code = typeof body.code === "string" ? body.code : "unknown";
+    const text = `${code}: ${typeof body.message === "string" ? body.message : ""}`;
+    const again = typeof body.retryable === "boolean" ? body.retryable : retryable(code);
+    return again ? { kind: "retry", error: text } : { kind: "rejected", error: text };
+  }
+  return { kind: "retry", error: `unexpected reply type ${JSON.stringify(r.type)}` };
+}
+
+async function bodyExcerpt(response: Response): Promise<string> {
+  try {
+    const text = await response.text();
+    return text.length > 200 ? `${text.slice(0, 200)}…` : text;
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * Sends the queue, oldest first, to `POST /api/v1/messages` in batches (a JSON
+ * array per request, with `Authorization: Bearer` when a token is given), and
+ * applies each reply in order: `ack` (a `duplicate` included) or `result` →
+ * removed; a retryable `error` → kept (`markFailed`); a non-retryable `error`
+ * → removed and listed in `rejected` (it can never succeed; keeping it would
+ * block the queue forever). A network failure or any non-2xx status (5xx,
+ * 400, 401, 403, 413, …) stops the replay and keeps every message not yet
+ * answered, with the reason in `error`. Never rejects for those; only a
+ * closed queue or an IndexedDB failure rejects.
+ */
+export async function replayOverHttp(queue: OfflineQueue, options: ReplayOverHttpOptions): Promise<ReplayResult> {
+  const batchSize = options.batchSize ?? DEFAULT_REPLAY_BATCH_SIZE;
+  if (!Number.isSafeInteger(batchSize) || batchSize < 1 || batchSize > MAX_HTTP_MESSAGES) {
+    throw new RangeError(`batchSize must be an integer from 1 to ${MAX_HTTP_MESSAGES}`);
+  }
+  const doFetch = options.fetch ?? (globalThis as { fetch?: typeof fetch }).fetch;
+  if (doFetch === undefined) throw new Error("no fetch in this environment: pass the `fetch` option");
+  const items = await queue.list();
+  let sent = 0;
+  const rejected: RejectedMessage[] = [];
+  let error: string | undefined;
+
+  for (let start = 0; start < items.length; start += batchSize) {
+    const batch = items.slice(start, start + batchSize);
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    let token: string | null | undefined;
+    try {
+      token = typeof options.token === "function" ? await options.token() : options.token;
+    } catch (e) {
+      error = `getting the token failed: ${errorText(e)}`;
+      break;
+    }
+    if (token !== undefined && token !== null && token !== "") headers["authorization"] = `Bearer ${token}`;
+
+    let response: Response;
+    try {
+      response = await doFetch(options.endpoint, {
+        method: "POST",
+        headers,
+        body: JSON.stringify(batch.map((m) => m.frame)),
+      });
+    } catch (e) {
+      error = `network error: ${errorText(e)}`;
+      break;
+    }
+    if (!response.ok) {
+      const excerpt = await bodyExcerpt(response);
+      error = `HTTP ${response.status}${excerpt === "" ? "" : `: ${excerpt}`}`;
+      break;
+    }
+    let replies: unknown;
+    try {
+      replies = await response.json();
+    } catch (e) {
+      error = `the reply is not JSON: ${errorText(e)}`;
+      break;
+    }
+    if (!Array.isArray(replies) || replies.length !== batch.length) {
+      error = `expected an array of ${batch.length} replies`;
+      break;
+    }
+    const done: string[] = [];
+    for (const [i, m] of batch.entries()) {
+      const outcome = classifyReply((replies as unknown[])[i]);
+      switch (outcome.kind) {
+        case "done":
+          done.push(m.id);
+          sent += 1;
+          break;
+        case "rejected":
+          done.push(m.id);
+          rejected.push({ id: m.id, error: outcome.error });
+          log("rejected by the gateway, removed", m.id, outcome.error);
+          break;
+        case "retry":
+          await queue.markFailed(m.id, outcome.error);
+          break;
+      }
+    }
+    await queue.remove(done);
+  }
+
+  const remaining = await queue.size();
+  log("HTTP replay", { sent, rejected: rejected.length, remaining, error });
+  const result: ReplayResult = { sent, rejected, remaining };
+  if (error !== undefined) result.error = error;
+  return result;
+}
+
+/**
+ * The `POST /api/v1/messages` URL of the gateway behind a WebSocket URL:
+ * `ws://host/ws/dashboard?x` → `http://host/api/v1/messages?client_id=…`
+ * (`wss` → `https`; a path prefix before `/ws` is kept; other query
+ * parameters, such as a token, are dropped). `clientId` defaults to the
+ * `client_id` of `wsUrl`; without either, no `client_id` is sent (the
+ * principal is then `anonymous` when auth is off, which breaks deduplication
+ * against a WebSocket that used a `client_id`).
+ */
+export function httpEndpointFor(wsUrl: string, clientId?: string): string {
+  const u = new URL(wsUrl);
+  if (u.protocol === "ws:") u.protocol = "http:";
+  else if (u.protocol === "wss:") u.protocol = "https:";
+  else if (u.protocol !== "http:" && u.protocol !== "https:") {
+    throw new Error(`not a WebSocket or HTTP URL: ${wsUrl}`);
+  }
+  const id = clientId ?? u.searchParams.get("client_id") ?? undefined;
+  if (id !== undefined && !isValidPrincipal(id)) throw new Error("clientId must be 1 to 128 printable ASCII characters");
+  const prefix = u.pathname.replace(/\/ws(\/dashboard)?\/?$/, "").replace(/\/+$/, "");
+  u.pathname = `${prefix}/api/v1/messages`;
+  u.search = "";
+  u.hash = "";
+  if (id !== undefined) u.searchParams.set("client_id", id);
+  return u.toString();
+}

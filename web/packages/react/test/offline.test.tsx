@@ -1,0 +1,500 @@
+// useOfflineSync and <OfflineStatus/> in jsdom, on fake-indexeddb, with a
+// hand-switched OnlineSource and an in-memory gateway stand-in (`FakeSocket`,
+// the pattern of provider.test.tsx) injected into a TetherClient. The guide's
+// own components ("Użycie z offline support", "Offline Queue") are rendered
+// as written (with types added).
+
+import "fake-indexeddb/auto";
+import {
+  ManualOnlineSource,
+  OfflineQueue,
+  type OfflineSync,
+  TetherClient,
+  type WebSocketLike,
+  getOfflineSync,
+} from "@tether/client";
+import { act, cleanup, fireEvent, render, renderHook, screen, waitFor } from "@testing-library/react";
+import { type ReactNode, StrictMode } from "react";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import {
+  OfflineStatus,
+  type OfflineSyncReturn,
+  WebSocketProvider,
+  useOfflineSync,
+  useWebSocketContext,
+} from "../src/index";
+
+/** A minimal gateway per protocol.md: `welcome` first, then replies by id. */
+class FakeSocket implements WebSocketLike {
+  static instances: FakeSocket[] = [];
+  /** Whether new sockets get their welcome (false: stays connecting). */
+  static welcome = true;
+  readyState = 0;
+  readonly sent: Record<string, unknown>[] = [];
+  onopen: ((ev: never) => void) | null = null;
+  onmessage: ((ev: { data: unknown }) => void) | null = null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null = null;
+  onerror: ((ev: never) => void) | null = null;
+
+  constructor(readonly url: string) {
+    FakeSocket.instances.push(this);
+    setTimeout(() => {
+      if (this.readyState !== 0 || !FakeSocket.welcome) return;
+      this.readyState = 1;
+      this.reply({
+        type: "welcome",
+        data: {
+          session: "s-1",
+          node: "gw-test",
+          protocol: 1,
+          heartbeat_interval_ms: 30000,
+          heartbeat_timeout_ms: 10000,
+          max_message_bytes: 65536,
+          server_time: 1764093600000,
+        },
+      });
+    }, 0);
+  }
+
+  send(text: string): void {
+    const msg = JSON.parse(text) as Record<string, unknown>;
+    this.sent.push(msg);
+    const id = msg["id"];
+    const type = msg["type"];
+    switch (type) {
+      case "ping":
+        this.reply({ type: "pong", id, ts: 1764093600000 });
+        break;
+      case "subscribe":
+      case "unsubscribe":
+        this.reply({ type: "ack", id, data: { channel: msg["channel"], seq: 0, epoch: "e1" } });
+        break;
+      case "publish":
+        this.reply({ type: "ack", id, data: { channel: msg["channel"], seq: 1, epoch: "e1" } });
+        break;
+      case "forbidden_cmd":
+        this.reply({ type: "error", id, error: { code: "forbidden", message: "not allowed", retryable: false } });
+        break;
+      default:
+        this.reply({ type: "result", id, data: { ok: true } });
+    }
+  }
+
+  close(code = 1000, reason = ""): void {
+    if (this.readyState === 3) return;
+    this.readyState = 3;
+    setTimeout(() => this.onclose?.({ code, reason }), 0);
+  }
+
+  reply(frame: Record<string, unknown>): void {
+    setTimeout(() => {
+      if (this.readyState === 1) this.onmessage?.({ data: JSON.stringify(frame) });
+    }, 0);
+  }
+
+  /** Every frame of `type` sent on any socket. */
+  static sentOf(type: string): Record<string, unknown>[] {
+    return FakeSocket.instances.flatMap((s) => s.sent.filter((m) => m["type"] === type));
+  }
+}
+
+const clients: TetherClient[] = [];
+const controllers: OfflineSync[] = [];
+
+function fakeClient(): TetherClient {
+  const client = new TetherClient({ url: "ws://gateway.test/ws", WebSocketImpl: FakeSocket, clientId: "tester" });
+  clients.push(client);
+  return client;
+}
+
+let counter = 0;
+function dbName(): string {
+  counter += 1;
+  return `tether-react-test-${counter}-${Math.random().toString(36).slice(2)}`;
+}
+
+/** A fetch that must not be reached (the tests' page origin is no gateway). */
+const unreachable = vi.fn(() => Promise.reject(new TypeError("no network in tests")));
+
+/** Makes the shared controller of a fresh database with a manual network switch. */
+function sharedController(online: ManualOnlineSource, extra: Parameters<typeof getOfflineSync>[0] = {}): OfflineSync {
+  const sync = getOfflineSync({
+    dbName: dbName(),
+    online,
+    serviceWorker: null,
+    retryDelayMs: 0,
+    fetch: unreachable as unknown as typeof fetch,
+    ...extra,
+  });
+  controllers.push(sync);
+  return sync;
+}
+
+afterEach(() => {
+  cleanup();
+  for (const c of clients.splice(0)) c.close();
+  for (const s of controllers.splice(0)) s.close();
+  FakeSocket.instances = [];
+  FakeSocket.welcome = true;
+  unreachable.mockClear();
+});
+
+const GUIDE_FIELDS = [
+  "cacheOfflineMessage",
+  "clearOfflineQueue",
+  "isOnline",
+  "isSyncing",
+  "lastSyncTime",
+  "offlineQueue",
+  "sendMessageWithOfflineFallback",
+  "syncOfflineMessages",
+];
+
+// ---------------------------------------------------------------------------
+// The guide's components, as written (types added)
+// ---------------------------------------------------------------------------
+
+/** "Użycie z offline support". */
+function MyComponent(): ReactNode {
+  const { sendMessage } = useWebSocketContext();
+  const { sendMessageWithOfflineFallback, isOnline } = useOfflineSync();
+
+  const handleSendMessage = async (message: { type: string }) => {
+    await sendMessageWithOfflineFallback(message, sendMessage);
+  };
+
+  return (
+    <div>
+      <p>Network: {isOnline ? "Online" : "Offline"}</p>
+      <button onClick={() => handleSendMessage({ type: "test" })}>Send with Offline Fallback</button>
+    </div>
+  );
+}
+
+/** "Offline Queue". */
+function OfflineManager(): ReactNode {
+  const { isOnline, offlineQueue, isSyncing, syncOfflineMessages, clearOfflineQueue } = useOfflineSync();
+
+  return (
+    <div>
+      <p>Queue Size: {offlineQueue.length}</p>
+      <p>{isSyncing ? "syncing" : "idle"}</p>
+      <button onClick={syncOfflineMessages} disabled={!isOnline}>
+        Sync Now
+      </button>
+      <button onClick={clearOfflineQueue}>Clear Queue</button>
+    </div>
+  );
+}
+
+describe("useOfflineSync", () => {
+  it("returns exactly the guide's OfflineSyncReturn fields", async () => {
+    const online = new ManualOnlineSource(true);
+    const sync = sharedController(online);
+    const { result } = renderHook(() => useOfflineSync({ dbName: sync.dbName }));
+    expect(Object.keys(result.current).sort()).toEqual(GUIDE_FIELDS);
+    const r: OfflineSyncReturn = result.current;
+    expect(r.isOnline).toBe(true);
+    expect(r.offlineQueue).toEqual([]);
+    expect(r.isSyncing).toBe(false);
+    expect(r.lastSyncTime).toBeNull();
+    for (const f of ["cacheOfflineMessage", "syncOfflineMessages", "clearOfflineQueue", "sendMessageWithOfflineFallback"]) {
+      expect(typeof (r as unknown as Record<string, unknown>)[f]).toBe("function");
+    }
+    await act(async () => {
+      await sync.ready();
+    });
+  });
+
+  it("updates isOnline and offlineQueue, and keeps the action functions stable", async () => {
+    const online = new ManualOnlineSource(true);
+    const sync = sharedController(online);
+    const { result } = renderHook(() => useOfflineSync({ dbName: sync.dbName }));
+    const first = result.current;
+    act(() => {
+      online.set(false);
+    });
+    expect(result.current.isOnline).toBe(false);
+    await act(async () => {
+      await result.current.cacheOfflineMessage({ type: "publish", channel: "orders", data: { n: 1 } });
+    });
+    expect(result.current.offlineQueue).toHaveLength(1);
+    expect(result.current.offlineQueue[0]?.frame).toMatchObject({ type: "publish", channel: "orders" });
+    expect(result.current.cacheOfflineMessage).toBe(first.cacheOfflineMessage);
+    expect(result.current.sendMessageWithOfflineFallback).toBe(first.sendMessageWithOfflineFallback);
+    await act(async () => {
+      await result.current.clearOfflineQueue();
+    });
+    expect(result.current.offlineQueue).toHaveLength(0);
+  });
+
+  it("shares one queue between hooks of the page (and under StrictMode)", async () => {
+    const online = new ManualOnlineSource(false);
+    const sync = sharedController(online);
+    const { result } = renderHook(
+      () => ({ a: useOfflineSync({ dbName: sync.dbName }), b: useOfflineSync({ dbName: sync.dbName }) }),
+      { wrapper: StrictMode },
+    );
+    await act(async () => {
+      await result.current.a.cacheOfflineMessage({ type: "test", id: "shared-1" });
+    });
+    expect(result.current.b.offlineQueue.map((m) => m.id)).toEqual(["shared-1"]);
+  });
+
+  it("guide component: queues a message without an id while offline, replays it with the same id when back online", async () => {
+    const online = new ManualOnlineSource(false);
+    // The guide calls useOfflineSync() without options: the page's default shared controller.
+    const sync = getOfflineSync({ online, serviceWorker: null, retryDelayMs: 0, fetch: unreachable as unknown as typeof fetch });
+    controllers.push(sync);
+    await sync.clearOfflineQueue();
+    const client = fakeClient();
+    render(
+      <WebSocketProvider client={client}>
+        <MyComponent />
+        <OfflineManager />
+      </WebSocketProvider>,
+    );
+    await waitFor(() => {
+      expect(client.getSnapshot().isConnected).toBe(true);
+    });
+    expect(screen.getByText("Network: Offline")).toBeTruthy();
+    expect((screen.getByRole("button", { name: "Sync Now" }) as HTMLButtonElement).disabled).toBe(true);
+
+    fireEvent.click(screen.getByRole("button", { name: "Send with Offline Fallback" }));
+    await waitFor(() => {
+      expect(screen.getByText("Queue Size: 1")).toBeTruthy();
+    });
+    expect(FakeSocket.sentOf("test")).toHaveLength(0); // not sent while offline
+    const queuedId = sync.getSnapshot().offlineQueue[0]?.id;
+    expect(queuedId).toMatch(/^[\x20-\x7e]{1,128}$/);
+
+    act(() => {
+      online.set(true);
+    });
+    await waitFor(() => {
+      expect(screen.getByText("Queue Size: 0")).toBeTruthy();
+    });
+    const sent = FakeSocket.sentOf("test");
+    expect(sent).toHaveLength(1);
+    expect(sent[0]?.["id"]).toBe(queuedId);
+    expect(screen.getByText("Network: Online")).toBeTruthy();
+    expect(unreachable).not.toHaveBeenCalled();
+  });
+
+  it("sends at once over the WebSocket when online, with an id, and queues nothing", async () => {
+    const sync = sharedController(new ManualOnlineSource(true));
+    const client = fakeClient();
+    const { result } = renderHook(() => ({ ws: useWebSocketContext(), off: useOfflineSync({ dbName: sync.dbName }) }), {
+      wrapper: ({ children }) => <WebSocketProvider client={client}>{children}</WebSocketProvider>,
+    });
+    await waitFor(() => {
+      expect(result.current.ws.isConnected).toBe(true);
+    });
+    await act(async () => {
+      await result.current.off.sendMessageWithOfflineFallback({ type: "process_receipt", data: { imageUrl: "a.jpg" } }, result.current.ws.sendMessage);
+    });
+    const sent = FakeSocket.sentOf("process_receipt");
+    expect(sent).toHaveLength(1);
+    expect(typeof sent[0]?.["id"]).toBe("string");
+    expect(result.current.off.offlineQueue).toHaveLength(0);
+    expect(await (await sync.getQueue()).size()).toBe(0);
+  });
+
+  it("rethrows the gateway's final refusal and does not queue", async () => {
+    const sync = sharedController(new ManualOnlineSource(true));
+    const client = fakeClient();
+    const { result } = renderHook(() => ({ ws: useWebSocketContext(), off: useOfflineSync({ dbName: sync.dbName }) }), {
+      wrapper: ({ children }) => <WebSocketProvider client={client}>{children}</WebSocketProvider>,
+    });
+    await waitFor(() => {
+      expect(result.current.ws.isConnected).toBe(true);
+    });
+    let error: unknown;
+    await act(async () => {
+      error = await result.current.off
+        .sendMessageWithOfflineFallback({ type: "forbidden_cmd" }, result.current.ws.sendMessage)
+        .catch((e: unknown) => e);
+    });
+    expect((error as Error).name).toBe("GatewayError");
+    expect(await (await sync.getQueue()).size()).toBe(0);
+  });
+
+  it("queues when the send fails while online (e.g. the client is closed)", async () => {
+    const sync = sharedController(new ManualOnlineSource(true));
+    const client = fakeClient();
+    const { result } = renderHook(() => useOfflineSync({ dbName: sync.dbName }));
+    client.close(); // request() now rejects with ClientClosedError
+    await act(async () => {
+      await result.current.sendMessageWithOfflineFallback({ type: "test", id: "keep-me" }, (frame) => client.request(frame));
+    });
+    expect(result.current.offlineQueue.map((m) => [m.id, m.attempts])).toEqual([["keep-me", 1]]);
+  });
+
+  it("queues durably at once while the provider's connection is down, without calling sendFn", async () => {
+    FakeSocket.welcome = false;
+    const sync = sharedController(new ManualOnlineSource(true));
+    const client = fakeClient();
+    const { result } = renderHook(() => useOfflineSync({ dbName: sync.dbName }), {
+      wrapper: ({ children }) => <WebSocketProvider client={client}>{children}</WebSocketProvider>,
+    });
+    const sendFn = vi.fn(() => Promise.resolve());
+    await act(async () => {
+      await result.current.sendMessageWithOfflineFallback({ type: "test", id: "while-down" }, sendFn);
+    });
+    expect(sendFn).not.toHaveBeenCalled();
+    expect(result.current.offlineQueue.map((m) => m.id)).toEqual(["while-down"]);
+  });
+
+  it("replays what is queued when the provider's WebSocket connects", async () => {
+    const online = new ManualOnlineSource(true);
+    const name = dbName();
+    const earlier = await OfflineQueue.open({ dbName: name });
+    await earlier.add({ type: "publish", id: "from-last-visit", channel: "orders", data: 1 });
+    earlier.close();
+    const sync = sharedController(online, { dbName: name });
+    FakeSocket.welcome = false; // connecting, not connected
+    const client = fakeClient();
+    const { result } = renderHook(() => useOfflineSync({ dbName: name }), {
+      wrapper: ({ children }) => <WebSocketProvider client={client}>{children}</WebSocketProvider>,
+    });
+    await act(async () => {
+      await sync.ready();
+    });
+    expect(result.current.offlineQueue.map((m) => m.id)).toEqual(["from-last-visit"]);
+    // Not connected: the same-origin HTTP replay was tried (and failed: no network here); nothing lost.
+    await waitFor(() => {
+      expect(unreachable).toHaveBeenCalled();
+      expect(result.current.isSyncing).toBe(false);
+    });
+    const firstCall = unreachable.mock.calls[0] as unknown[] | undefined;
+    expect(String(firstCall?.[0])).toBe(`${location.origin}/api/v1/messages?client_id=tester`);
+    expect(result.current.offlineQueue).toHaveLength(1);
+
+    // The gateway comes up: welcome on a new socket → replay over the WebSocket.
+    FakeSocket.welcome = true;
+    const socket = FakeSocket.instances[0];
+    act(() => {
+      socket?.close(1006, "");
+    });
+    await waitFor(
+      () => {
+        expect(result.current.offlineQueue).toHaveLength(0);
+      },
+      { timeout: 5000 },
+    );
+    expect(FakeSocket.sentOf("publish").map((m) => m["id"])).toContain("from-last-visit");
+    expect(result.current.lastSyncTime).not.toBeNull();
+  });
+
+  it("derives the HTTP endpoint from the page origin and the client's id", async () => {
+    const online = new ManualOnlineSource(true);
+    const fetch = vi.fn((_url: string | URL | Request, init?: RequestInit) => {
+      const frames = JSON.parse(String(init?.body)) as { id: string }[];
+      return Promise.resolve(new Response(JSON.stringify(frames.map((f) => ({ type: "ack", id: f.id, data: {} })))));
+    });
+    const sync = sharedController(online, { fetch: fetch as unknown as typeof globalThis.fetch });
+    FakeSocket.welcome = false;
+    const client = fakeClient();
+    const { result } = renderHook(() => useOfflineSync({ dbName: sync.dbName }), {
+      wrapper: ({ children }) => <WebSocketProvider client={client}>{children}</WebSocketProvider>,
+    });
+    await act(async () => {
+      await result.current.cacheOfflineMessage({ type: "test", id: "over-http" });
+      await result.current.syncOfflineMessages();
+    });
+    expect(fetch).toHaveBeenCalled();
+    expect(String(fetch.mock.calls[0]?.[0])).toBe(`${location.origin}/api/v1/messages?client_id=tester`);
+    expect(result.current.offlineQueue).toHaveLength(0);
+  });
+});
+
+describe("<OfflineStatus/>", () => {
+  it("renders its testid, the state, and a Sync now button disabled while offline", async () => {
+    const online = new ManualOnlineSource(false);
+    const sync = sharedController(online);
+    render(<OfflineStatus options={{ dbName: sync.dbName }} />);
+    const root = screen.getByTestId("offline-status");
+    expect(root.tagName).toBe("SECTION");
+    expect(root.getAttribute("aria-label")).toBe("Offline queue");
+    expect(screen.getByTestId("offline-status-network").textContent).toBe("Offline");
+    expect(screen.getByTestId("offline-status-last-sync").textContent).toBe("Never");
+    expect((screen.getByRole("button", { name: "Sync now" }) as HTMLButtonElement).disabled).toBe(true);
+    await act(async () => {
+      await sync.cacheOfflineMessage({ type: "test", id: "s1" });
+      await sync.cacheOfflineMessage({ type: "test", id: "s2" });
+    });
+    expect(screen.getByTestId("offline-status-queue-size").textContent).toBe("2");
+    act(() => {
+      online.set(true);
+    });
+    expect(screen.getByTestId("offline-status-network").textContent).toBe("Online");
+    expect((screen.getByRole("button", { name: "Sync now" }) as HTMLButtonElement).disabled).toBe(false);
+  });
+
+  it("Clear queue empties the queue", async () => {
+    const sync = sharedController(new ManualOnlineSource(false));
+    render(<OfflineStatus options={{ dbName: sync.dbName }} />);
+    await act(async () => {
+      await sync.cacheOfflineMessage({ type: "test", id: "c1" });
+    });
+    expect(screen.getByTestId("offline-status-queue-size").textContent).toBe("1");
+    fireEvent.click(screen.getByRole("button", { name: "Clear queue" }));
+    await waitFor(() => {
+      expect(screen.getByTestId("offline-status-queue-size").textContent).toBe("0");
+    });
+    expect(await (await sync.getQueue()).size()).toBe(0);
+  });
+
+  it("Sync now replays (here over HTTP), shows syncing, then the last sync time", async () => {
+    const gate: { release: () => void } = { release: () => undefined };
+    const fetch = vi.fn(
+      (_url: string | URL | Request, init?: RequestInit) =>
+        new Promise<Response>((resolve) => {
+          gate.release = () => {
+            const frames = JSON.parse(String(init?.body)) as { id: string }[];
+            resolve(new Response(JSON.stringify(frames.map((f) => ({ type: "ack", id: f.id, data: {} })))));
+          };
+        }),
+    );
+    const sync = sharedController(new ManualOnlineSource(true), {
+      httpEndpoint: "http://gw.test/api/v1/messages?client_id=me",
+      fetch: fetch as unknown as typeof globalThis.fetch,
+    });
+    await act(async () => {
+      await sync.ready();
+      await sync.cacheOfflineMessage({ type: "test", id: "n1" });
+    });
+    render(<OfflineStatus options={{ dbName: sync.dbName }} />);
+    await waitFor(() => {
+      expect(screen.getByTestId("offline-status-queue-size").textContent).toBe("1");
+    });
+    fireEvent.click(screen.getByRole("button", { name: "Sync now" }));
+    await waitFor(() => {
+      expect(screen.getByTestId("offline-status-syncing").textContent).toBe("Syncing…");
+    });
+    act(() => {
+      gate.release();
+    });
+    await waitFor(() => {
+      expect(screen.getByTestId("offline-status-queue-size").textContent).toBe("0");
+      expect(screen.getByTestId("offline-status-syncing").textContent).toBe("Idle");
+    });
+    expect(screen.getByTestId("offline-status-last-sync").querySelector("time")).not.toBeNull();
+    expect(screen.queryByTestId("offline-status-error")).toBeNull();
+  });
+
+  it("shows the last error", async () => {
+    const fetch = vi.fn(() => Promise.resolve(new Response("nope", { status: 401 })));
+    const sync = sharedController(new ManualOnlineSource(true), {
+      httpEndpoint: "http://gw.test/api/v1/messages",
+      fetch: fetch as unknown as typeof globalThis.fetch,
+    });
+    render(<OfflineStatus options={{ dbName: sync.dbName }} />);
+    await act(async () => {
+      await sync.cacheOfflineMessage({ type: "test", id: "e1" });
+      await sync.syncOfflineMessages();
+    });
+    expect(screen.getByTestId("offline-status-error").textContent).toMatch(/HTTP 401/);
+    expect(screen.getByTestId("offline-status-queue-size").textContent).toBe("1");
+  });
+});
