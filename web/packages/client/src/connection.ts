@@ -216,7 +216,9 @@ export const CLIENT_ID_STORAGE_KEY = "tether.clientId";
 /** The persistent default principal (see `TetherClientOptions.clientId`). */
 export function defaultClientId(): string {
   try {
-    const storage = (globalThis as { localStorage?: Storage }).localStorage;
+    const storage = (
+      globalThis as { localStorage?: { getItem(key: string): string | null; setItem(key: string, value: string): void } }
+    ).localStorage;
     if (storage !== undefined) {
       const kept = storage.getItem(CLIENT_ID_STORAGE_KEY);
       if (kept !== null && isValidPrincipal(kept)) return kept;
