@@ -229,7 +229,9 @@ impl Driver {
                             Ended::Stop => self.apply(MachineEvent::Stop),
                         };
                     }
-                    Err(reason) => connect = self.apply(MachineEvent::ConnectFailed { reason }),
+                    Err(ConnectError { reason, code }) => {
+                        connect = self.apply(MachineEvent::ConnectFailed { reason, code })
+                    }
                 }
                 continue;
             }
@@ -277,7 +279,7 @@ impl Driver {
         connect
     }
 
-    async fn open(&mut self, url: usize) -> Result<(Ws, Value), String> {
+    async fn open(&mut self, url: usize) -> Result<(Ws, Value), ConnectError> {
         let base = &self.config.urls[url];
         let sep = if base.contains('?') { '&' } else { '?' };
         let full = format!("{base}{sep}client_id={}", self.shared.client_id());
@@ -304,23 +306,26 @@ impl Driver {
                         if v["type"] == "welcome" {
                             return Ok((ws, v["data"].clone()));
                         }
-                        return Err(format!("expected welcome, got {}", v["type"]));
+                        return Err(format!("expected welcome, got {}", v["type"]).into());
                     }
                     Some(Ok(Message::Close(f))) => {
                         return Err(match f {
-                            Some(f) => format!("closed {}: {}", u16::from(f.code), f.reason),
-                            None => "closed".into(),
+                            Some(f) => ConnectError {
+                                reason: format!("closed {}: {}", u16::from(f.code), f.reason),
+                                code: Some(u16::from(f.code)),
+                            },
+                            None => "closed".to_owned().into(),
                         })
                     }
                     Some(Ok(_)) => {}
-                    Some(Err(e)) => return Err(e.to_string()),
-                    None => return Err("connection ended before welcome".into()),
+                    Some(Err(e)) => return Err(e.to_string().into()),
+                    None => return Err("connection ended before welcome".to_owned().into()),
                 }
             }
         };
         tokio::time::timeout(self.config.connection_timeout, attempt)
             .await
-            .map_err(|_| "connection timed out".to_owned())?
+            .map_err(|_| ConnectError::from("connection timed out".to_owned()))?
     }
 
     /// Serves one open connection until it ends.
@@ -804,5 +809,18 @@ async fn sleep_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Why a connect attempt failed: the reason, and the close code when the
+/// gateway closed the connection before `welcome` (a refused token or role).
+struct ConnectError {
+    reason: String,
+    code: Option<u16>,
+}
+
+impl From<String> for ConnectError {
+    fn from(reason: String) -> ConnectError {
+        ConnectError { reason, code: None }
     }
 }

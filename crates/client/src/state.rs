@@ -54,8 +54,9 @@ pub enum Event {
     Start,
     /// The connection is open and `welcome` arrived.
     Opened { session: String },
-    /// A connect attempt failed (refused, timed out, HTTP error, no welcome).
-    ConnectFailed { reason: String },
+    /// A connect attempt failed (refused, timed out, HTTP error, no welcome);
+    /// `code` is the close code when the gateway closed before `welcome`.
+    ConnectFailed { reason: String, code: Option<u16> },
     /// An open connection ended: the server's close code, or `None` when the
     /// network failed or the heartbeat found it dead.
     Lost { code: Option<u16>, reason: String },
@@ -165,7 +166,20 @@ impl Machine {
                 let _ = self.circuit.on_success();
                 self.go(State::Connected { url, session }, None, "connected", &mut actions);
             }
-            (State::Connecting { attempt, .. }, Event::ConnectFailed { reason }) => {
+            (State::Connecting { .. }, Event::ConnectFailed { reason, code }) if self.is_refusal(code) => {
+                // Refused before any welcome (bad token 4001, role 4003, policy
+                // 1008): the same rule as after a welcome, not a retry.
+                self.go(
+                    State::Closed {
+                        code,
+                        reason: reason.clone(),
+                    },
+                    code,
+                    &reason,
+                    &mut actions,
+                );
+            }
+            (State::Connecting { attempt, .. }, Event::ConnectFailed { reason, .. }) => {
                 let attempt = *attempt;
                 let _ = self.circuit.on_failure(now);
                 self.url = (self.url + 1) % self.urls;
@@ -208,10 +222,16 @@ impl Machine {
     /// Whether a loss with `code` ends the client: 1008 and 4003 always, 4001
     /// without a token provider, anything without `auto_reconnect`.
     fn is_final(&self, code: Option<u16>) -> bool {
+        self.is_refusal(code) || !self.auto_reconnect
+    }
+
+    /// A close code that ends the client whatever `auto_reconnect` says: 1008,
+    /// 4003, and 4001 without a token provider.
+    fn is_refusal(&self, code: Option<u16>) -> bool {
         match code {
             Some(1008) | Some(4003) => true,
-            Some(4001) if !self.can_renew_token => true,
-            _ => !self.auto_reconnect,
+            Some(4001) => !self.can_renew_token,
+            _ => false,
         }
     }
 
@@ -352,6 +372,30 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_before_the_welcome_is_final_like_after_it() {
+        let t = Instant::now();
+        for (code, renew, final_) in [
+            (4003, false, true),
+            (1008, false, true),
+            (4001, false, true),
+            (4001, true, false),
+            (1011, false, false),
+        ] {
+            let mut m = machine(1, None, renew);
+            m.handle(Event::Start, t);
+            m.handle(
+                Event::ConnectFailed {
+                    reason: format!("closed {code}"),
+                    code: Some(code),
+                },
+                t,
+            );
+            let expected = if final_ { "closed" } else { "reconnecting" };
+            assert_eq!(m.state().name(), expected, "code {code}, token provider {renew}");
+        }
+    }
+
+    #[test]
     fn try_again_later_waits_at_least_the_base_delay() {
         let t = Instant::now();
         for code in [1013, 4029] {
@@ -371,6 +415,7 @@ mod tests {
         m.handle(
             Event::ConnectFailed {
                 reason: "refused".into(),
+                code: None,
             },
             t,
         );
@@ -388,6 +433,7 @@ mod tests {
         m.handle(
             Event::ConnectFailed {
                 reason: "refused".into(),
+                code: None,
             },
             at,
         );
@@ -396,6 +442,7 @@ mod tests {
         m.handle(
             Event::ConnectFailed {
                 reason: "refused".into(),
+                code: None,
             },
             at2,
         );
@@ -412,6 +459,7 @@ mod tests {
             m.handle(
                 Event::ConnectFailed {
                     reason: "refused".into(),
+                    code: None,
                 },
                 now,
             );

@@ -94,6 +94,35 @@ async fn a_token_provider_renews_in_band_before_exp() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_refused_at_the_upgrade_closes_the_client_without_retrying() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (url, stop, _join) = gateway(dir.path(), "127.0.0.1:0", AuthSettings::Hs256 { secret: SECRET.into() }).await;
+    let mut c = fast(ClientConfig::new(url));
+    c.token = Some("not-a-jwt".into());
+    let client = Client::start(c).expect("start");
+    let mut rx = client.transitions();
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            let t = rx.recv().await.expect("transition");
+            if let State::Closed { .. } = t.new {
+                return t;
+            }
+        }
+    })
+    .await
+    .expect("closed in time, not retrying with backoff");
+    assert_eq!(closed.code, Some(4001), "{closed:?}");
+    assert!(
+        client
+            .metrics_text()
+            .contains("\ntether_client_connect_attempts_total 1\n"),
+        "one connect attempt only:\n{}",
+        client.metrics_text()
+    );
+    let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_breaker_opens_after_n_failed_connects_and_half_opens_after_the_cooldown() {
     let probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = probe.local_addr().expect("addr");

@@ -19,7 +19,7 @@
 import { type BackoffConfig, type Random } from "./backoff.js";
 import { type CircuitConfig, DEFAULT_CIRCUIT } from "./circuit.js";
 import { createLogger } from "./debug.js";
-import { ClientClosedError, GatewayError, QueueFullError, RequestTimeoutError } from "./errors.js";
+import { ClientClosedError, GatewayError, MessageTooLargeError, QueueFullError, RequestTimeoutError } from "./errors.js";
 import {
   type Clock,
   type CloseEventLike,
@@ -64,11 +64,16 @@ export const DEFAULT_MAX_PENDING = 1000;
 
 /**
  * Most requests made while not connected that still wait for their first send.
- * They are sent, in order, right after the next `welcome`; 100 keeps the burst
- * after a reconnect well under the gateway's rate burst (200). When full, a new
- * request is rejected at once with an Error saying so (nothing is queued).
+ * They are sent, in order, right after the next `welcome`; 100 keeps their
+ * burst under the gateway's rate burst (200). Requests already sent and still
+ * unanswered are resent in the same burst, so a client with hundreds of those
+ * can exceed it: the gateway then answers some `rate_limited` (retryable).
+ * When full, a new request is rejected at once with `QueueFullError`.
  */
 export const DEFAULT_MAX_QUEUED = 100;
+
+/** The gateway's default `max_message_bytes`, assumed until a `welcome` says otherwise. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 65_536;
 
 export * from "./io.js";
 export * from "./errors.js";
@@ -196,6 +201,7 @@ interface Socket {
   /** `welcome` deadline while connecting. */
   readonly connectBy: number;
   lastSent: number;
+  lastReceived: number;
   ping: { id: string; due: number } | null;
   interval: number;
   timeout: number;
@@ -258,6 +264,10 @@ export class TetherClient {
   readonly metrics = new ClientMetrics();
   private connects = 0;
   private reconnectAttempts = 0;
+  /** The gateway's `max_message_bytes` from the last welcome (its default before the first). */
+  private maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
+  /** Index into `urls` of the current or last connect attempt. */
+  private urlIndex = 0;
 
   private readonly heartbeatInterval: number;
   private readonly heartbeatTimeout: number;
@@ -348,6 +358,22 @@ export class TetherClient {
     return this.machine.state;
   }
 
+  /**
+   * The WebSocket URL (without query or fragment) of the current or last
+   * connect attempt; the first URL before any. The HTTP API lives on the same
+   * host (see `httpEndpointFor`).
+   */
+  get currentUrl(): string {
+    const url = this.urls[this.urlIndex] ?? this.urls[0] ?? "";
+    return url.split(/[?#]/, 1)[0] ?? url;
+  }
+
+  /** The token the next connect would send: the token provider's answer, else the fixed token, else null. */
+  async accessToken(): Promise<string | null> {
+    if (this.getToken !== undefined) return (await this.getToken()) ?? null;
+    return this.token ?? null;
+  }
+
   // -------------------------------------------------------------------------
   // Store (useSyncExternalStore-shaped)
   // -------------------------------------------------------------------------
@@ -434,6 +460,11 @@ export class TetherClient {
 
   private enqueue(id: string, text: string): Promise<ServerMessage> {
     if (this.machine.state.kind === "closed") return Promise.reject(new ClientClosedError("the client is closed"));
+    // A cheap bound first: a UTF-16 unit is at most 3 UTF-8 bytes.
+    if (text.length * 3 > this.maxMessageBytes) {
+      const bytes = new TextEncoder().encode(text).length;
+      if (bytes > this.maxMessageBytes) return Promise.reject(new MessageTooLargeError(id, bytes, this.maxMessageBytes));
+    }
     if (this.pending.size >= this.maxPending) {
       return Promise.reject(
         new QueueFullError(`too many unanswered requests (maxPending = ${this.maxPending}); request ${id} not sent`),
@@ -511,6 +542,7 @@ export class TetherClient {
     for (const action of actions) {
       switch (action.type) {
         case "connect":
+          this.urlIndex = action.url;
           void this.open(action.url);
           break;
         case "disconnect":
@@ -525,13 +557,12 @@ export class TetherClient {
 
   private publishTransition(t: Transition): void {
     log(`${t.old.kind} -> ${t.new.kind}`, t.reason);
+    if (t.old.kind === "connected" && t.new.kind !== "connected") this.metrics.disconnected();
     if (t.new.kind === "connecting") {
       if (this.connects > 0) this.reconnectAttempts += 1;
       this.connects += 1;
     } else if (t.new.kind === "connected") {
       this.reconnectAttempts = 0;
-    } else if (t.old.kind === "connected") {
-      this.metrics.disconnected();
     }
     if (t.new.kind === "circuit-open" && t.old.kind !== "circuit-open") this.metrics.circuitOpened();
     let error = this.snapshot.error;
@@ -613,6 +644,7 @@ export class TetherClient {
       welcome: null,
       connectBy,
       lastSent: this.clock.now(),
+      lastReceived: this.clock.now(),
       ping: null,
       interval: this.heartbeatInterval,
       timeout: this.heartbeatTimeout,
@@ -670,7 +702,7 @@ export class TetherClient {
   private drop(socket: Socket, code: number | null, reason: string): void {
     if (this.socket !== socket) return;
     this.teardown(1000, "");
-    if (socket.welcome === null) this.feed({ type: "connect-failed", reason });
+    if (socket.welcome === null) this.feed({ type: "connect-failed", reason, code });
     else this.feed({ type: "lost", code, reason });
   }
 
@@ -724,6 +756,7 @@ export class TetherClient {
   private onMessage(socket: Socket, data: unknown): void {
     if (typeof data !== "string") return; // the gateway sends text only
     this.metrics.frameReceived();
+    socket.lastReceived = this.clock.now();
     const parsed = parseServerFrame(data);
     if (!parsed.ok) {
       log("dropped an unparsable frame", parsed.error);
@@ -736,6 +769,7 @@ export class TetherClient {
         return;
       }
       socket.welcome = msg.data;
+      if (msg.data.max_message_bytes > 0) this.maxMessageBytes = msg.data.max_message_bytes;
       const { heartbeat_interval_ms: hi, heartbeat_timeout_ms: ht } = msg.data;
       if (hi > 0) socket.interval = Math.min(socket.interval, hi);
       if (ht > 0) socket.timeout = Math.min(socket.timeout, ht);
@@ -771,7 +805,7 @@ export class TetherClient {
     if (p === undefined) return;
     this.pending.delete(msg.id);
     if (p.firstSentAt !== null) this.metrics.observeAck(this.clock.now() - p.firstSentAt);
-    if (msg.type === "error") p.reject(new GatewayError(msg.error));
+    if (msg.type === "error") p.reject(new GatewayError(msg.error, msg.duplicate === true));
     else p.resolve(msg);
   }
 
@@ -784,7 +818,7 @@ export class TetherClient {
     if (sub === undefined) return;
     if (msg.type === "error") {
       this.subs.delete(channel);
-      deliver(sub, { kind: "error", error: new GatewayError(msg.error) });
+      deliver(sub, { kind: "error", error: new GatewayError(msg.error, msg.duplicate === true) });
       return;
     }
     const data = (typeof msg.data === "object" && msg.data !== null ? msg.data : {}) as {
@@ -827,7 +861,7 @@ export class TetherClient {
     const s = this.socket;
     if (s !== null) {
       if (s.welcome === null) earlier(s.connectBy);
-      else earlier(s.ping === null ? s.lastSent + s.interval : s.ping.due);
+      else earlier(s.ping === null ? pingDue(s) : s.ping.due);
     }
     const oldest = this.pending.values().next();
     if (oldest.done !== true) earlier(oldest.value.deadline);
@@ -866,7 +900,7 @@ export class TetherClient {
           log("heartbeat timeout: no pong; replacing the connection");
           this.drop(s, null, "heartbeat timeout: no pong");
         }
-      } else if (s.lastSent + s.interval <= now) {
+      } else if (pingDue(s) <= now) {
         const id = this.nextId("hb");
         if (this.send(pingFrame(id)) && this.socket === s) s.ping = { id, due: this.clock.now() + s.timeout };
       }
@@ -889,6 +923,16 @@ export class TetherClient {
     this.counter += 1;
     return `${kind}-${this.prefix}-${this.counter}`;
   }
+}
+
+/**
+ * When the next heartbeat ping is due: an interval after the last frame sent
+ * or received, whichever is older. So an idle connection is pinged, and so is
+ * a busy sender that hears nothing back (a half-open connection swallows its
+ * frames without an error).
+ */
+function pingDue(s: Socket): number {
+  return Math.min(s.lastSent, s.lastReceived) + s.interval;
 }
 
 function deliver(sub: Sub, item: SubscriptionItem): void {

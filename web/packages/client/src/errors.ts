@@ -3,15 +3,25 @@
 
 import { type ErrorBody } from "./protocol.js";
 
-/** The gateway answered with an `error` frame. Retry only when `retryable`. */
+/**
+ * The gateway answered with an `error` frame. Retry only when `retryable`,
+ * and never when `duplicate`: that is the stored outcome of an id the gateway
+ * has already seen, and resending the same id gets it again.
+ */
 export class GatewayError extends Error {
   override readonly name = "GatewayError";
   readonly code: string;
   readonly retryable: boolean;
-  constructor(readonly body: ErrorBody) {
-    super(`${body.code}: ${body.message}`);
+  /** The reply carried `"duplicate": true`: the id was already settled with this error. */
+  readonly duplicate: boolean;
+  constructor(
+    readonly body: ErrorBody,
+    duplicate = false,
+  ) {
+    super(`${body.code}: ${body.message}${duplicate ? " (the stored outcome of this id)" : ""}`);
     this.code = body.code;
     this.retryable = body.retryable ?? false;
+    this.duplicate = duplicate;
   }
 }
 
@@ -31,4 +41,21 @@ export class ClientClosedError extends Error {
 /** A bound was reached (`maxPending` or `maxQueued`); the request was neither sent nor kept. */
 export class QueueFullError extends Error {
   override readonly name = "QueueFullError";
+}
+
+/**
+ * The request is larger than the gateway's `max_message_bytes` (from the last
+ * `welcome`, 64 KiB before the first): it was not sent, since the gateway
+ * would close the connection with 1009 (and a resend after the reconnect would
+ * do it again).
+ */
+export class MessageTooLargeError extends Error {
+  override readonly name = "MessageTooLargeError";
+  constructor(
+    readonly id: string,
+    readonly bytes: number,
+    readonly limit: number,
+  ) {
+    super(`request ${id} is ${bytes} bytes; the gateway accepts at most ${limit} (max_message_bytes): not sent`);
+  }
 }

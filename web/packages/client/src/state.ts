@@ -18,7 +18,7 @@ export type State =
 export type MachineEvent =
   | { readonly type: "start" }
   | { readonly type: "opened"; readonly session: string }
-  | { readonly type: "connect-failed"; readonly reason: string }
+  | { readonly type: "connect-failed"; readonly reason: string; readonly code?: number | null }
   | { readonly type: "lost"; readonly code: number | null; readonly reason: string }
   | { readonly type: "timeout" }
   | { readonly type: "stop" };
@@ -95,6 +95,10 @@ export class Machine {
           this.backoff.reset();
           this.circuit.onSuccess();
           this.go({ kind: "connected", url: s.url, session: event.session }, null, "connected", actions);
+        } else if (event.type === "connect-failed" && this.isRefusal(event.code ?? null)) {
+          // The gateway refuses before any welcome (bad token 4001, role 4003,
+          // policy 1008): the same rules as after a welcome, not a retry.
+          this.go({ kind: "closed", code: event.code ?? null, reason: event.reason }, event.code ?? null, event.reason, actions);
         } else if (event.type === "connect-failed") {
           this.circuit.onFailure(now);
           this.url = (this.url + 1) % this.config.urls;
@@ -127,10 +131,14 @@ export class Machine {
     }
   }
 
-  private isFinal(code: number | null): boolean {
+  /** A close code that ends the client for good, whether or not autoReconnect is on. */
+  private isRefusal(code: number | null): boolean {
     if (code === 1008 || code === 4003) return true;
-    if (code === 4001 && !this.config.canRenewToken) return true;
-    return !this.config.autoReconnect;
+    return code === 4001 && !this.config.canRenewToken;
+  }
+
+  private isFinal(code: number | null): boolean {
+    return this.isRefusal(code) || !this.config.autoReconnect;
   }
 
   private connect(attempt: number, now: number, code: number | null, reason: string, actions: Action[]): void {

@@ -243,15 +243,31 @@ describe("heartbeat", () => {
     expect(r.client.state.kind).toBe("reconnecting");
   });
 
-  it("does not ping while the application keeps sending", async () => {
+  it("does not ping while frames flow both ways", async () => {
     const r = rig({ heartbeatInterval: 1_000, heartbeatTimeout: 500 });
     const s = await connected(r);
     for (let i = 0; i < 5; i++) {
       r.clock.advance(800);
-      void r.client.publish("news", { i }).catch(() => undefined);
+      void r.client.publish("news", { i });
+      const sent = s.sentOfType("publish").at(-1);
+      s.deliver({ type: "ack", id: sent?.["id"], data: { channel: "news", seq: i + 1, epoch: "e" } });
     }
     expect(s.sentOfType("ping")).toHaveLength(0);
     expect(s.sentOfType("publish")).toHaveLength(5);
+  });
+
+  it("pings a busy sender that hears nothing back, and replaces the half-open connection", async () => {
+    const r = rig({ heartbeatInterval: 1_000, heartbeatTimeout: 500, requestTimeout: 60_000 });
+    const s = await connected(r);
+    for (let i = 0; i < 4; i++) {
+      r.clock.advance(300);
+      void r.client.publish("news", { i }).catch(() => undefined);
+    }
+    // 1200 ms after the welcome: nothing received for over an interval.
+    expect(s.sentOfType("ping")).toHaveLength(1);
+    r.clock.advance(500);
+    expect(s.closedWith).not.toBeNull();
+    expect(r.client.getSnapshot().error).toBe("heartbeat timeout: no pong");
   });
 });
 
@@ -278,6 +294,33 @@ describe("close codes", () => {
     await settle();
     expect(r.client.state).toMatchObject({ kind: "closed", code });
     expect(r.sockets).toHaveLength(1);
+  });
+
+  it.each([
+    [4001, "invalid token"],
+    [4003, "unknown role"],
+    [1008, "policy"],
+  ])("%i before the welcome (a refused upgrade) is final too", async (code, reason) => {
+    const r = rig({ reconnectInterval: 10 });
+    r.client.start();
+    await settle();
+    r.last().serverClose(code, reason);
+    r.clock.advance(120_000);
+    await settle();
+    expect(r.client.state).toMatchObject({ kind: "closed", code, reason: `closed with ${code}: ${reason}` });
+    expect(r.sockets).toHaveLength(1);
+  });
+
+  it("4001 before the welcome asks the token provider again", async () => {
+    let n = 0;
+    const r = rig({ reconnectInterval: 10, getToken: () => Promise.resolve(`tok-${++n}`) });
+    r.client.start();
+    await settle();
+    r.last().serverClose(4001, "token expired");
+    r.clock.advance(1_000);
+    await settle();
+    expect(r.sockets).toHaveLength(2);
+    expect(r.last().url).toContain("access_token=tok-2");
   });
 
   it("4001 is final without a token provider", async () => {
@@ -413,7 +456,60 @@ describe("requests across reconnects", () => {
   });
 });
 
+describe("limits and accessors", () => {
+  it("refuses a request over max_message_bytes before sending it (no 1009 reconnect loop)", async () => {
+    const r = rig();
+    r.client.start();
+    await settle();
+    const s = r.last();
+    s.welcome({ max_message_bytes: 1_000 });
+    const big = "x".repeat(2_000);
+    await expect(r.client.publish("news", big)).rejects.toMatchObject({
+      name: "MessageTooLargeError",
+      limit: 1_000,
+    });
+    expect(s.sentOfType("publish")).toHaveLength(0);
+    // Multi-byte text is measured in UTF-8 bytes.
+    await expect(r.client.publish("news", "é".repeat(600))).rejects.toMatchObject({ name: "MessageTooLargeError" });
+    void r.client.publish("news", "small");
+    expect(s.sentOfType("publish")).toHaveLength(1);
+  });
+
+  it("carries the duplicate flag of an error reply on GatewayError", async () => {
+    const r = rig();
+    const s = await connected(r);
+    const p = r.client.command("process_receipt", {});
+    const id = s.sentOfType("process_receipt")[0]?.["id"];
+    s.deliver({ type: "error", id, error: { code: "no_handler", message: "nobody", retryable: true }, duplicate: true });
+    await expect(p).rejects.toMatchObject({ name: "GatewayError", duplicate: true, retryable: true });
+  });
+
+  it("reports the URL in use and the token the next connect would send", async () => {
+    let n = 0;
+    const r = rig({ urls: ["ws://a.test/ws?x=1", "ws://b.test/ws/dashboard"], getToken: () => Promise.resolve(`t${++n}`) });
+    expect(r.client.currentUrl).toBe("ws://a.test/ws");
+    const s = await connected(r);
+    s.serverClose(1001, "going away");
+    await settle();
+    expect(r.client.currentUrl).toBe("ws://b.test/ws/dashboard");
+    await expect(r.client.accessToken()).resolves.toBe("t3");
+    const fixed = rig({ token: "fixed" });
+    await expect(fixed.client.accessToken()).resolves.toBe("fixed");
+    await expect(rig().client.accessToken()).resolves.toBeNull();
+  });
+});
+
 describe("metrics", () => {
+  it("drops the connected gauge on a 1001 move to the next URL", async () => {
+    const r = rig({ urls: ["ws://a.test/ws", "ws://b.test/ws"] });
+    const s = await connected(r);
+    expect(r.client.metrics.snapshot().connected).toBe(1);
+    s.serverClose(1001, "going away");
+    await settle();
+    expect(r.client.state.kind).toBe("connecting");
+    expect(r.client.metrics.snapshot().connected).toBe(0);
+  });
+
   it("counts attempts, reconnects, frames and ack latency, and renders Prometheus text", async () => {
     const r = rig({ reconnectInterval: 10 });
     const s1 = await connected(r);
