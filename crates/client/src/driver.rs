@@ -337,16 +337,21 @@ impl Driver {
         });
         let timeout = server_timeout.map_or(self.config.heartbeat_timeout, |s| s.min(self.config.heartbeat_timeout));
         let mut last_sent = Instant::now();
+        let mut last_received = Instant::now();
         let mut ping: Option<(String, Instant)> = None;
         let mut renew_at = self.renew_at();
         if let Err(reason) = self.resume(&mut ws, &mut last_sent).await {
             return Ended::Lost { code: None, reason };
         }
         loop {
-            let ping_due = last_sent + interval;
+            // An interval after the older of the last frame sent and received:
+            // an idle connection is pinged, and so is a busy sender that hears
+            // nothing back (a half-open connection swallows frames silently).
+            let ping_due = last_sent.min(last_received) + interval;
             let pong_due = ping.as_ref().map(|(_, at)| *at);
             tokio::select! {
                 msg = ws.next() => {
+                    last_received = Instant::now();
                     let text = match msg {
                         Some(Ok(Message::Text(t))) => t,
                         Some(Ok(Message::Close(f))) => {

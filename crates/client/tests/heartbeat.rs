@@ -117,3 +117,57 @@ async fn a_silently_dead_path_is_detected_by_the_heartbeat_and_the_client_reconn
     let _ = stop.send(());
     let _ = tokio::time::timeout(WAIT, gw).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_path_is_detected_while_the_client_keeps_sending() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let gw_addr = listener.local_addr().expect("addr");
+    let config = tether_gateway::Config {
+        data_dir: dir.path().to_owned(),
+        ..tether_gateway::Config::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let _gw = tokio::spawn(tether_gateway::run(listener, config, async move {
+        let _ = stopped.await;
+    }));
+    let freeze = Arc::new(AtomicU64::new(0));
+    let proxy_addr = proxy(gw_addr, freeze.clone()).await;
+
+    let mut c = ClientConfig::new(format!("ws://{proxy_addr}/ws"));
+    c.heartbeat_interval = Duration::from_millis(300);
+    c.heartbeat_timeout = Duration::from_millis(300);
+    c.reconnect_interval = Duration::from_millis(50);
+    c.max_reconnect_delay = Duration::from_millis(200);
+    let client = Arc::new(Client::start(c).expect("start"));
+    client.wait_connected(WAIT).await.expect("connected");
+    let mut transitions = client.transitions();
+
+    freeze.store(1, Ordering::SeqCst);
+    // A publish every 100 ms (under the 300 ms interval), each one unanswered.
+    let busy = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            for i in 0..200 {
+                let c = client.clone();
+                tokio::spawn(async move {
+                    let _ = c.publish("busy", json!(i)).await;
+                });
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let lost = tokio::time::timeout(WAIT, async {
+        loop {
+            let t = transitions.recv().await.expect("transitions");
+            if matches!(t.old, State::Connected { .. }) {
+                return t;
+            }
+        }
+    })
+    .await
+    .expect("the dead path is noticed although frames keep being sent");
+    assert!(lost.reason.contains("heartbeat"), "{lost:?}");
+    busy.abort();
+    let _ = stop.send(());
+}
