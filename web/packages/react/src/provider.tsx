@@ -127,6 +127,18 @@ const log = createLogger("[WebSocketProvider]");
 /** Default number of recent events kept in `events`. */
 export const DEFAULT_MAX_EVENTS = 100;
 
+/** A distinct key per client, so that a new client starts with empty `agents`/`events`. */
+const clientKeys = new WeakMap<TetherClient, number>();
+let nextClientKey = 0;
+function clientKey(client: TetherClient): number {
+  let key = clientKeys.get(client);
+  if (key === undefined) {
+    key = ++nextClientKey;
+    clientKeys.set(client, key);
+  }
+  return key;
+}
+
 /** `ws(s)://<this page's host>/ws/dashboard`, or null outside a page. */
 function sameOriginUrl(): string | null {
   const loc = (globalThis as { location?: { protocol: string; host: string } }).location;
@@ -224,13 +236,13 @@ export function WebSocketProvider(props: WebSocketProviderProps): ReactNode {
   const client = injected ?? owned ?? ownedRef.current;
   if (client === null) throw new Error("WebSocketProvider needs `url`, `urls` or `client`");
   return (
-    <ClientProvider client={client} maxEvents={props.maxEvents ?? DEFAULT_MAX_EVENTS}>
+    <ClientProvider key={clientKey(client)} client={client} maxEvents={props.maxEvents ?? DEFAULT_MAX_EVENTS}>
       {props.children}
     </ClientProvider>
   );
 }
 
-/** The context for one client; remounted state-wise whenever the client changes. */
+/** The context for one client; keyed by client, so a new client starts from empty state. */
 function ClientProvider({
   client,
   maxEvents,
@@ -262,13 +274,25 @@ function ClientProvider({
   }, [snapshot]);
 
   useEffect(() => {
+    // After `recovered: false` pushes were missed: fetch the current state.
+    const refetch = (fetch: () => Promise<unknown>): void => {
+      fetch().catch((e: unknown) => {
+        log("refetch after a gap failed", e);
+      });
+    };
     const offAgents = client.subscribe("agents", (item: SubscriptionItem) => {
+      if (item.kind === "recovered" && !item.ok) {
+        refetch(() => client.requestAgentStatus().then(setAgents));
+      }
       if (item.kind !== "event") return;
       remember(item.event);
       const parsed = AgentListSchema.safeParse(item.event.data);
       if (parsed.success) setAgents(parsed.data);
     });
     const offSystem = client.subscribe("system", (item: SubscriptionItem) => {
+      if (item.kind === "recovered" && !item.ok) {
+        refetch(() => client.requestSystemMetrics().then(setSystemMetrics));
+      }
       if (item.kind !== "event") return;
       remember(item.event);
       const parsed = SystemMetricsSchema.safeParse(item.event.data);

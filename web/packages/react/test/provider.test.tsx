@@ -62,7 +62,12 @@ class FakeSocket implements WebSocketLike {
         this.reply({ type: "agent_status", id, data: [AGENT] });
         break;
       case "subscribe":
-        this.reply({ type: "ack", id, data: { channel: msg["channel"], seq: 0, epoch: "e1" } });
+        // A resubscribe after a reconnect carries `since`; this stand-in lost its history.
+        this.reply({
+          type: "ack",
+          id,
+          data: { channel: msg["channel"], seq: 0, epoch: "e1", ...(msg["since"] === undefined ? {} : { recovered: false }) },
+        });
         break;
       case "unsubscribe":
         this.reply({ type: "ack", id, data: { channel: msg["channel"] } });
@@ -250,6 +255,64 @@ describe("WebSocketProvider: the guide's extra fields", () => {
       expect(result.current.events.map((e) => e.seq)).toEqual([2, 3]);
     });
     expect(result.current.events[1]?.channel).toBe("agents");
+  });
+
+  it("refetches the agents after a reconnect whose recovery failed", async () => {
+    const client = new TetherClient({
+      url: "ws://gateway.test/ws",
+      WebSocketImpl: FakeSocket,
+      clientId: "tester",
+      reconnectInterval: 1,
+    });
+    clients.push(client);
+    const { result } = renderHook(() => useWebSocketContext(), {
+      wrapper: ({ children }) => <WebSocketProvider client={client}>{children}</WebSocketProvider>,
+    });
+    await waitFor(() => {
+      expect(result.current.isConnected).toBe(true);
+    });
+    const first = FakeSocket.instances[0];
+    if (first === undefined) throw new Error("no socket");
+    await waitFor(() => {
+      expect(first.sent.some((m) => m["type"] === "subscribe" && m["channel"] === "agents")).toBe(true);
+    });
+    act(() => {
+      first.event("agents", 1, [{ ...AGENT, status: "busy" }]);
+    });
+    await waitFor(() => {
+      expect(result.current.agents.map((a) => a.status)).toEqual(["busy"]);
+    });
+    act(() => {
+      first.close(1006, "network");
+    });
+    await waitFor(() => {
+      expect(FakeSocket.instances.length).toBe(2);
+    });
+    const second = FakeSocket.instances[1];
+    await waitFor(() => {
+      expect(second?.sent.some((m) => m["type"] === "request_agent_status")).toBe(true);
+    });
+    await waitFor(() => {
+      expect(result.current.agents.map((a) => a.status)).toEqual(["idle"]);
+    });
+  });
+
+  it("starts from empty state when given a different client", async () => {
+    let current = fakeClient();
+    const { result, rerender } = renderHook(() => useWebSocketContext(), {
+      wrapper: ({ children }) => <WebSocketProvider client={current}>{children}</WebSocketProvider>,
+    });
+    await waitFor(() => {
+      expect(result.current.isConnected).toBe(true);
+    });
+    await act(async () => {
+      await result.current.requestAgentStatus();
+    });
+    expect(result.current.agents).toHaveLength(1);
+    current = fakeClient();
+    rerender();
+    expect(result.current.client).toBe(current);
+    expect(result.current.agents).toEqual([]);
   });
 
   it("connects to the page's own /ws/dashboard when given no url", async () => {
