@@ -2,7 +2,9 @@
 // commands) kept in IndexedDB (through `idb`) until they reach the gateway, so
 // that they survive a page reload, a closed tab and a browser restart; plus
 // `replayOverHttp`, which sends them to `POST /api/v1/messages` (the route a
-// Service Worker uses in background sync).
+// Service Worker uses in background sync): an answer or a final error (see
+// `isFinalError`) removes a message, a transient error stops the replay there
+// so that nothing newer overtakes it.
 //
 // Every message keeps its ORIGINAL `id` from its first send attempt through
 // queueing and replay. The gateway deduplicates by `(principal, id)` within its
@@ -72,6 +74,13 @@ export const DEFAULT_OFFLINE_MAX_MESSAGE_BYTES = 64 * 1024;
 export const DEFAULT_OFFLINE_TTL_MS = 24 * 60 * 60 * 1000;
 /** Default messages per `POST /api/v1/messages` in `replayOverHttp`. */
 export const DEFAULT_REPLAY_BATCH_SIZE = 50;
+/**
+ * Default longest wait for one replay attempt (one `POST` of `replayOverHttp`,
+ * one send of `OfflineSync`'s WebSocket replay): a little over the client's
+ * default `requestTimeout` (30 s), so that a sender that times out by itself
+ * does so first.
+ */
+export const DEFAULT_REPLAY_REQUEST_TIMEOUT_MS = 35_000;
 /** Longest `lastError` kept on a record. */
 const MAX_ERROR_CHARS = 500;
 
@@ -572,9 +581,14 @@ export interface ReplayOverHttpOptions {
   token?: string | (() => Promise<string | null | undefined>);
   /** Messages per request, 1 to 1000 (default 50). */
   batchSize?: number;
+  /**
+   * Longest wait in ms for one request's answer (default 35000); past it the
+   * request is aborted and the replay stops, keeping what was not answered.
+   */
+  timeoutMs?: number;
 }
 
-/** A message the gateway refused for good (removed from the queue). */
+/** A message the gateway refused for good (removed from the queue; see `isFinalError`). */
 export interface RejectedMessage {
   readonly id: string;
   /** `code: message` of the gateway's error. */
@@ -585,20 +599,53 @@ export interface RejectedMessage {
 export interface ReplayResult {
   /** Messages the gateway accepted (acks, duplicates included, and results): removed. */
   sent: number;
-  /** Messages refused with a non-retryable error: removed, since they can never succeed. */
+  /** Messages answered with a final error (see `isFinalError`): removed, since resending can never succeed. */
   rejected: RejectedMessage[];
   /** Messages still queued afterwards. */
   remaining: number;
-  /** Why the replay stopped early (network, HTTP status, bad token…); everything unsent was kept. */
+  /** Why the replay stopped early (network, HTTP status, bad token, a retryable error, no answer in time…); everything unsent was kept. */
   error?: string;
 }
 
 type ReplyOutcome = { kind: "done" } | { kind: "rejected"; error: string } | { kind: "retry"; error: string };
 
-/** What to do with a message given the gateway's reply to it. */
-function classifyReply(reply: unknown): ReplyOutcome {
+/**
+ * Command error codes that are a command's stored outcome: the gateway
+ * answers every later send of the same id with the same error (and
+ * `"duplicate": true`), so resending a queued command after one of these can
+ * never succeed. For a `publish` they stay retryable.
+ */
+export const FINAL_COMMAND_ERROR_CODES: ReadonlySet<string> = new Set(["no_handler", "timeout"]);
+
+/** The fields of a gateway error that decide whether resending can help. */
+export interface ErrorVerdictInput {
+  /** The error's `code`. */
+  readonly code: string;
+  /** The error's `retryable` flag; when absent, the protocol's list decides. */
+  readonly retryable?: boolean | undefined;
+  /** The reply carried `"duplicate": true`: the stored outcome of an id already seen. */
+  readonly duplicate?: boolean | undefined;
+}
+
+/**
+ * Whether a gateway error in reply to a message of type `frameType` is final,
+ * i.e. resending the same id can never succeed, so a queued message should be
+ * removed and reported rather than kept: a duplicate (the stored outcome of
+ * the id, sent again forever), a non-retryable code, or, for a command (any
+ * type but `publish`), `no_handler` and `timeout` (see
+ * `FINAL_COMMAND_ERROR_CODES`). Everything else (`rate_limited`, `overloaded`,
+ * `internal`, …) is transient: keep the message and try again later.
+ */
+export function isFinalError(frameType: string, error: ErrorVerdictInput): boolean {
+  if (error.duplicate === true) return true;
+  if (frameType !== "publish" && FINAL_COMMAND_ERROR_CODES.has(error.code)) return true;
+  return !(error.retryable ?? retryable(error.code));
+}
+
+/** What to do with a message of type `frameType` given the gateway's reply to it. */
+function classifyReply(reply: unknown, frameType: string): ReplyOutcome {
   if (typeof reply !== "object" || reply === null) return { kind: "retry", error: "unexpected reply: not an object" };
-  const r = reply as { type?: unknown; error?: unknown };
+  const r = reply as { type?: unknown; error?: unknown; duplicate?: unknown };
   if (r.type === "ack" || r.type === "result") return { kind: "done" };
   if (r.type === "error") {
     const body = (typeof r.error === "object" && r.error !== null ? r.error : {}) as {
@@ -607,9 +654,14 @@ function classifyReply(reply: unknown): ReplyOutcome {
       retryable?: unknown;
     };
     const code = typeof body.code === "string" ? body.code : "unknown";
-    const text = `${code}: ${typeof body.message === "string" ? body.message : ""}`;
-    const again = typeof body.retryable === "boolean" ? body.retryable : retryable(code);
-    return again ? { kind: "retry", error: text } : { kind: "rejected", error: text };
+    const duplicate = r.duplicate === true;
+    const text = `${code}: ${typeof body.message === "string" ? body.message : ""}${duplicate ? " (the stored outcome of this id)" : ""}`;
+    const verdict: ErrorVerdictInput = {
+      code,
+      retryable: typeof body.retryable === "boolean" ? body.retryable : undefined,
+      duplicate,
+    };
+    return isFinalError(frameType, verdict) ? { kind: "rejected", error: text } : { kind: "retry", error: text };
   }
   return { kind: "retry", error: `unexpected reply type ${JSON.stringify(r.type)}` };
 }
@@ -627,18 +679,30 @@ async function bodyExcerpt(response: Response): Promise<string> {
  * Sends the queue, oldest first, to `POST /api/v1/messages` in batches (a JSON
  * array per request, with `Authorization: Bearer` when a token is given), and
  * applies each reply in order: `ack` (a `duplicate` included) or `result` →
- * removed; a retryable `error` → kept (`markFailed`); a non-retryable `error`
- * → removed and listed in `rejected` (it can never succeed; keeping it would
- * block the queue forever). A network failure or any non-2xx status (5xx,
- * 400, 401, 403, 413, …) stops the replay and keeps every message not yet
- * answered, with the reason in `error`. Never rejects for those; only a
- * closed queue or an IndexedDB failure rejects.
+ * removed; a final `error` (see `isFinalError`: a duplicate, a non-retryable
+ * code, or `no_handler` / `timeout` for a command) → removed and listed in
+ * `rejected` (it can never succeed; keeping it would block the queue
+ * forever); any other `error` → kept (`markFailed`), and no further batch is
+ * sent, so that no newer message overtakes it (`error` names it).
+ *
+ * Order: batches go one after another, oldest first, and stop at the first
+ * batch with a retryable failure. Within one batch the order is the gateway's:
+ * it handles the array in order, so a later message of the batch may take
+ * effect although an earlier one was refused for now (use `batchSize: 1` when
+ * that matters more than speed).
+ *
+ * A network failure, a request without an answer within `timeoutMs`, or any
+ * non-2xx status (5xx, 400, 401, 403, 413, …) stops the replay and keeps
+ * every message not yet answered, with the reason in `error`. Never rejects
+ * for those; only a closed queue or an IndexedDB failure rejects.
  */
 export async function replayOverHttp(queue: OfflineQueue, options: ReplayOverHttpOptions): Promise<ReplayResult> {
   const batchSize = options.batchSize ?? DEFAULT_REPLAY_BATCH_SIZE;
   if (!Number.isSafeInteger(batchSize) || batchSize < 1 || batchSize > MAX_HTTP_MESSAGES) {
     throw new RangeError(`batchSize must be an integer from 1 to ${MAX_HTTP_MESSAGES}`);
   }
+  const timeoutMs = options.timeoutMs ?? DEFAULT_REPLAY_REQUEST_TIMEOUT_MS;
+  if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) throw new RangeError("timeoutMs must be a positive number of ms");
   const doFetch = options.fetch ?? (globalThis as { fetch?: typeof fetch }).fetch;
   if (doFetch === undefined) throw new Error("no fetch in this environment: pass the `fetch` option");
   const items = await queue.list();
@@ -646,7 +710,7 @@ export async function replayOverHttp(queue: OfflineQueue, options: ReplayOverHtt
   const rejected: RejectedMessage[] = [];
   let error: string | undefined;
 
-  for (let start = 0; start < items.length; start += batchSize) {
+  for (let start = 0; start < items.length && error === undefined; start += batchSize) {
     const batch = items.slice(start, start + batchSize);
     const headers: Record<string, string> = { "content-type": "application/json" };
     let token: string | null | undefined;
@@ -658,36 +722,14 @@ export async function replayOverHttp(queue: OfflineQueue, options: ReplayOverHtt
     }
     if (token !== undefined && token !== null && token !== "") headers["authorization"] = `Bearer ${token}`;
 
-    let response: Response;
-    try {
-      response = await doFetch(options.endpoint, {
-        method: "POST",
-        headers,
-        body: JSON.stringify(batch.map((m) => m.frame)),
-      });
-    } catch (e) {
-      error = `network error: ${errorText(e)}`;
-      break;
-    }
-    if (!response.ok) {
-      const excerpt = await bodyExcerpt(response);
-      error = `HTTP ${response.status}${excerpt === "" ? "" : `: ${excerpt}`}`;
-      break;
-    }
-    let replies: unknown;
-    try {
-      replies = await response.json();
-    } catch (e) {
-      error = `the reply is not JSON: ${errorText(e)}`;
-      break;
-    }
-    if (!Array.isArray(replies) || replies.length !== batch.length) {
-      error = `expected an array of ${batch.length} replies`;
+    const answer = await postBatch(doFetch, options.endpoint, headers, batch, timeoutMs);
+    if (!answer.ok) {
+      error = answer.error;
       break;
     }
     const done: string[] = [];
     for (const [i, m] of batch.entries()) {
-      const outcome = classifyReply((replies as unknown[])[i]);
+      const outcome = classifyReply(answer.replies[i], m.frame.type);
       switch (outcome.kind) {
         case "done":
           done.push(m.id);
@@ -700,10 +742,13 @@ export async function replayOverHttp(queue: OfflineQueue, options: ReplayOverHtt
           break;
         case "retry":
           await queue.markFailed(m.id, outcome.error);
+          // The first one names the stop; no later batch is sent.
+          error ??= `${m.id}: ${outcome.error}`;
           break;
       }
     }
     await queue.remove(done);
+    if (error !== undefined) log("HTTP replay stopped: kept for a later replay", error);
   }
 
   const remaining = await queue.size();
@@ -711,6 +756,55 @@ export async function replayOverHttp(queue: OfflineQueue, options: ReplayOverHtt
   const result: ReplayResult = { sent, rejected, remaining };
   if (error !== undefined) result.error = error;
   return result;
+}
+
+type BatchAnswer = { ok: true; replies: readonly unknown[] } | { ok: false; error: string };
+
+/** One `POST` of `batch`, bounded by `timeoutMs` (the request is aborted then); the replies when they match the batch. */
+async function postBatch(
+  doFetch: typeof fetch,
+  endpoint: string,
+  headers: Record<string, string>,
+  batch: readonly OfflineMessage[],
+  timeoutMs: number,
+): Promise<BatchAnswer> {
+  const abort = typeof AbortController === "function" ? new AbortController() : null;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<BatchAnswer>((resolve) => {
+    timer = setTimeout(() => {
+      abort?.abort();
+      resolve({ ok: false, error: `no answer within ${timeoutMs} ms` });
+    }, timeoutMs);
+  });
+  const exchange = async (): Promise<BatchAnswer> => {
+    let response: Response;
+    try {
+      const init: RequestInit = { method: "POST", headers, body: JSON.stringify(batch.map((m) => m.frame)) };
+      if (abort !== null) init.signal = abort.signal;
+      response = await doFetch(endpoint, init);
+    } catch (e) {
+      return { ok: false, error: `network error: ${errorText(e)}` };
+    }
+    if (!response.ok) {
+      const excerpt = await bodyExcerpt(response);
+      return { ok: false, error: `HTTP ${response.status}${excerpt === "" ? "" : `: ${excerpt}`}` };
+    }
+    let replies: unknown;
+    try {
+      replies = await response.json();
+    } catch (e) {
+      return { ok: false, error: `the reply is not JSON: ${errorText(e)}` };
+    }
+    if (!Array.isArray(replies) || replies.length !== batch.length) {
+      return { ok: false, error: `expected an array of ${batch.length} replies` };
+    }
+    return { ok: true, replies: replies as unknown[] };
+  };
+  try {
+    return await Promise.race([exchange(), expired]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**

@@ -9,8 +9,16 @@
 // deduplication makes resending safe. Replays run one at a time (a second
 // request joins the running one), oldest message first; a message is removed
 // only once the gateway answered it (`ack`, `duplicate` included, or `result`)
-// or refused it for good (a non-retryable error, which can never succeed);
-// any other failure stops the replay and keeps the rest in order.
+// or refused it for good (a final error, see `isFinalError`: a duplicate, a
+// non-retryable code, or `no_handler` / `timeout` for a command, since the
+// gateway answers every resend of that id with the same error); any other
+// failure, or no answer within `attemptTimeoutMs` (default 35 s), stops the
+// replay and keeps the rest in order.
+//
+// Order: while messages are queued or a replay runs, a new send is queued
+// behind them (and a replay started) instead of being sent directly, so it
+// never overtakes them. `isSyncing` is true exactly while a replay runs: a
+// request made while it shows true joins that replay.
 //
 // Automatic replays: when the `OnlineSource` goes online, when
 // `notifyConnected()` is called (the React layer does so when its WebSocket
@@ -28,6 +36,7 @@
 
 import { createLogger } from "./debug.js";
 import {
+  DEFAULT_REPLAY_REQUEST_TIMEOUT_MS,
   InvalidOfflineMessageError,
   OFFLINE_DB_NAME,
   OfflineQueue,
@@ -37,12 +46,13 @@ import {
   type RejectedMessage,
   type ReplayOverHttpOptions,
   type ReplayResult,
+  isFinalError,
   newMessageId,
   prepareOfflineFrame,
   replayOverHttp,
 } from "./offline-queue.js";
 import { type OnlineSource, browserOnlineSource } from "./online.js";
-import { parseMessage, retryable } from "./protocol.js";
+import { parseMessage } from "./protocol.js";
 
 const log = createLogger("[OfflineSync]");
 
@@ -54,8 +64,10 @@ export const DEFAULT_SYNC_RETRY_MS = 30_000;
 /**
  * Sends one frame and settles when the gateway answered it, e.g.
  * `(frame) => client.request(frame)`. Resolving means "answered" (an `ack` or a
- * `result`); rejecting with an Error named `GatewayError` whose `retryable` is
- * false means "refused for good"; any other rejection means "try again later".
+ * `result`); rejecting with an Error named `GatewayError` that is final (see
+ * `isFinalGatewayError`: `duplicate`, not `retryable`, or `no_handler` /
+ * `timeout` for a command) means "refused for good"; any other rejection, or
+ * no answer within `attemptTimeoutMs`, means "try again later".
  */
 export type OfflineSender = (frame: OfflineFrame) => unknown;
 
@@ -115,6 +127,13 @@ export interface OfflineSyncOptions extends OfflineQueueOptions {
   batchSize?: number;
   /** Retry a replay that left messages behind after this many ms (default 30000; 0 disables). */
   retryDelayMs?: number;
+  /**
+   * Longest wait in ms for one replay attempt (one send through the sender,
+   * one HTTP request) before it counts as a transient failure: the replay
+   * stops and keeps the message (default 35000, a little over the client's
+   * `requestTimeout`).
+   */
+  attemptTimeoutMs?: number;
   /** Default `navigator.serviceWorker` when present; null disables Background Sync registration. */
   serviceWorker?: ServiceWorkerContainerLike | null;
 }
@@ -127,20 +146,60 @@ function errorText(e: unknown): string {
 }
 
 /**
- * Whether `e` is the gateway's final refusal: an Error named `GatewayError`
- * (from @tether/client's connection) with `retryable` false. Matched by
- * shape, not class, so any copy of the SDK (or a look-alike) is recognised.
+ * The send failure `e` of a message that cannot be queued, to rethrow: the
+ * same Error (so `instanceof` and `name` checks still work) with the queue's
+ * refusal as its `cause` when it has none; a thrown non-Error is wrapped in an
+ * Error naming both.
+ */
+function withQueueRefusal(e: unknown, refusal: InvalidOfflineMessageError): unknown {
+  if (e instanceof Error) {
+    if (e.cause === undefined) {
+      try {
+        Object.defineProperty(e, "cause", { value: refusal, configurable: true, writable: true, enumerable: false });
+      } catch {
+        // a frozen error: rethrown as it is
+      }
+    }
+    return e;
+  }
+  return new Error(`sending failed: ${String(e)}; not queued: ${refusal.message}`, { cause: e });
+}
+
+/**
+ * Whether `e` is the gateway's refusal marked not retryable: an Error named
+ * `GatewayError` (from @tether/client's connection) with `retryable` false.
+ * Matched by shape, not class, so any copy of the SDK (or a look-alike) is
+ * recognised. See `isFinalGatewayError` for the wider "resending can never
+ * succeed" test the offline replay uses.
  */
 export function isGatewayRejection(e: unknown): e is Error & { readonly code?: string; readonly retryable: false } {
   return e instanceof Error && e.name === "GatewayError" && (e as { retryable?: unknown }).retryable === false;
 }
 
+/**
+ * Whether `e`, the rejection of a send of a message of type `frameType`, is
+ * final: an Error named `GatewayError` (matched by shape, like
+ * `isGatewayRejection`) that `isFinalError` calls final, i.e. `duplicate`
+ * (the stored outcome of an id already seen), not `retryable`, or, for a
+ * command (any type but `publish`), `no_handler` / `timeout`. Resending the
+ * same id can never succeed.
+ */
+export function isFinalGatewayError(e: unknown, frameType: string): e is Error {
+  if (!(e instanceof Error) || e.name !== "GatewayError") return false;
+  const g = e as { code?: unknown; retryable?: unknown; duplicate?: unknown };
+  return isFinalError(frameType, {
+    code: typeof g.code === "string" ? g.code : "unknown",
+    retryable: typeof g.retryable === "boolean" ? g.retryable : undefined,
+    duplicate: g.duplicate === true,
+  });
+}
+
 type Attempt = { kind: "done" } | { kind: "rejected"; error: string } | { kind: "failed"; error: string };
 
 /** Interprets what a sender resolved with: an `error` frame counts as a refusal or a failure. */
-function resolvedOutcome(reply: unknown): Attempt {
+function resolvedOutcome(reply: unknown, frameType: string): Attempt {
   if (typeof reply !== "object" || reply === null) return { kind: "done" };
-  const r = reply as { type?: unknown; error?: unknown };
+  const r = reply as { type?: unknown; error?: unknown; duplicate?: unknown };
   if (r.type !== "error") return { kind: "done" };
   const body = (typeof r.error === "object" && r.error !== null ? r.error : {}) as {
     code?: unknown;
@@ -148,9 +207,14 @@ function resolvedOutcome(reply: unknown): Attempt {
     retryable?: unknown;
   };
   const code = typeof body.code === "string" ? body.code : "unknown";
-  const text = `${code}: ${typeof body.message === "string" ? body.message : ""}`;
-  const again = typeof body.retryable === "boolean" ? body.retryable : retryable(code);
-  return again ? { kind: "failed", error: text } : { kind: "rejected", error: text };
+  const duplicate = r.duplicate === true;
+  const text = `${code}: ${typeof body.message === "string" ? body.message : ""}${duplicate ? " (the stored outcome of this id)" : ""}`;
+  const final = isFinalError(frameType, {
+    code,
+    retryable: typeof body.retryable === "boolean" ? body.retryable : undefined,
+    duplicate,
+  });
+  return final ? { kind: "rejected", error: text } : { kind: "failed", error: text };
 }
 
 /** A JSON copy of `message` with an id (assigned when missing), checked against the protocol. */
@@ -219,6 +283,7 @@ export class OfflineSync {
   private readonly fetchImpl: typeof fetch | undefined;
   private readonly batchSize: number | undefined;
   private readonly retryDelayMs: number;
+  private readonly attemptTimeoutMs: number;
   private readonly serviceWorker: ServiceWorkerContainerLike | null;
   /** The database name (the key of `getOfflineSync`). */
   readonly dbName: string;
@@ -226,6 +291,8 @@ export class OfflineSync {
   private snapshot: OfflineSyncSnapshot;
   private readonly listeners = new Set<() => void>();
   private running: Promise<SyncResult> | null = null;
+  /** Sends whose message is on its way into the queue (a new send waits behind them). */
+  private adding = 0;
   private loading: Promise<void> | null = null;
   private dirty = false;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
@@ -240,6 +307,11 @@ export class OfflineSync {
     const retry = options.retryDelayMs ?? DEFAULT_SYNC_RETRY_MS;
     if (!(retry >= 0) || !Number.isFinite(retry)) throw new RangeError("retryDelayMs must be 0 or a positive number of ms");
     this.retryDelayMs = retry;
+    const attemptTimeout = options.attemptTimeoutMs ?? DEFAULT_REPLAY_REQUEST_TIMEOUT_MS;
+    if (!(attemptTimeout > 0) || !Number.isFinite(attemptTimeout)) {
+      throw new RangeError("attemptTimeoutMs must be a positive number of ms");
+    }
+    this.attemptTimeoutMs = attemptTimeout;
     this.serviceWorker = options.serviceWorker === undefined ? defaultServiceWorker() : options.serviceWorker;
     if (options.sender !== undefined) this.senders.push(options.sender);
     if (options.httpEndpoint !== undefined) {
@@ -271,6 +343,7 @@ export class OfflineSync {
       if (options.maxMessages !== undefined) q.maxMessages = options.maxMessages;
       if (options.maxBytes !== undefined) q.maxBytes = options.maxBytes;
       if (options.maxMessageBytes !== undefined) q.maxMessageBytes = options.maxMessageBytes;
+      if (options.ttlMs !== undefined) q.ttlMs = options.ttlMs;
       if (options.indexedDB !== undefined) q.indexedDB = options.indexedDB;
       this.queueReady = OfflineQueue.open(q);
     }
@@ -373,15 +446,29 @@ export class OfflineSync {
 
   /**
    * Sends `message` now, or keeps it for later. The message gets its `id`
-   * first (when it has none) and keeps it. Offline (per the `OnlineSource`):
-   * queued at once, `sendFn` is not called (a WebSocket may hang while
-   * offline). Online: `sendFn(frame)` is awaited; when it rejects with the
-   * gateway's final refusal (`GatewayError`, `retryable` false) that error is
-   * rethrown and nothing is queued; on any other failure (timeout, closed,
-   * full, network, retryable error) the message is queued with the failure
-   * recorded. Rejects when the message is invalid or cannot be queued
-   * (`OfflineQueueFullError`): a message is never dropped silently.
-   * Without `sendFn`, the default sender is used (queued when there is none).
+   * first (when it has none) and keeps it.
+   *
+   * - Offline (per the `OnlineSource`), or with no sender: queued at once,
+   *   `sendFn` is not called (a WebSocket may hang while offline).
+   * - Online while older messages are queued (or on their way into the
+   *   queue) or a replay runs: queued behind them with the same id, and a
+   *   replay is started (through `sendFn`), so that it never overtakes them.
+   *   The outcome is then the replay's: a final refusal shows in its
+   *   `rejected` and in `lastError` instead of being thrown here.
+   * - Otherwise `sendFn(frame)` is awaited. When it rejects with a final
+   *   gateway error (see `isFinalGatewayError`: a duplicate, a non-retryable
+   *   code, `no_handler` / `timeout` for a command) that error is rethrown
+   *   and nothing is queued (resending the id could never succeed); on any
+   *   other failure (timeout, closed, full, network, retryable error) the
+   *   message is queued with the failure recorded.
+   *
+   * Only `publish` and commands can be queued: any other message (a
+   * `subscribe`, a `ping`) is sent directly, and when that send fails its
+   * error is rethrown as it is, with the reason it could not be queued as its
+   * `cause` (offline, such a message rejects with `InvalidOfflineMessageError`).
+   * Rejects when the message is invalid or cannot be queued
+   * (`OfflineQueueFullError`): a message is never dropped silently. Without
+   * `sendFn`, the default sender is used.
    */
   async sendMessageWithOfflineFallback(message: object, sendFn?: OfflineSender): Promise<SendOutcome> {
     const frame = frameWithId(message);
@@ -391,13 +478,34 @@ export class OfflineSync {
       await this.enqueue(prepareOfflineFrame(frame));
       return { status: "queued", id: frame.id };
     }
+    const unqueueable = this.whyNotQueueable(frame);
+    if (unqueueable === null && (await this.mustQueueBehind())) {
+      log("older messages are queued or being replayed: queued behind them", frame.id);
+      this.adding += 1;
+      try {
+        await this.enqueue(prepareOfflineFrame(frame));
+      } finally {
+        this.adding -= 1;
+      }
+      this.replaySoon(send);
+      return { status: "queued", id: frame.id };
+    }
     try {
       await send(frame);
       return { status: "sent", id: frame.id };
     } catch (e) {
-      if (isGatewayRejection(e)) throw e;
+      if (isFinalGatewayError(e, frame.type)) throw e;
+      if (unqueueable !== null) throw withQueueRefusal(e, unqueueable);
       log("sending failed: queued", frame.id, e);
-      await this.enqueue(prepareOfflineFrame(frame), e);
+      this.adding += 1;
+      try {
+        await this.enqueue(prepareOfflineFrame(frame), e);
+      } catch (refusal) {
+        if (refusal instanceof InvalidOfflineMessageError) throw withQueueRefusal(e, refusal);
+        throw refusal;
+      } finally {
+        this.adding -= 1;
+      }
       return { status: "queued", id: frame.id };
     }
   }
@@ -452,6 +560,57 @@ export class OfflineSync {
   // Internals
   // -------------------------------------------------------------------------
 
+  /** Why `frame` cannot go into the queue (it is no `publish` or command, or too large), or null. */
+  private whyNotQueueable(frame: OfflineFrame): InvalidOfflineMessageError | null {
+    try {
+      prepareOfflineFrame(frame, this.queue?.limits.maxMessageBytes);
+      return null;
+    } catch (e) {
+      if (e instanceof InvalidOfflineMessageError) return e;
+      throw e;
+    }
+  }
+
+  /** Whether a new send must go behind older messages: a replay runs, or messages are queued or being queued. */
+  private async mustQueueBehind(): Promise<boolean> {
+    if (this.running !== null || this.adding > 0) return true;
+    let queue: OfflineQueue;
+    try {
+      queue = await this.queueReady;
+    } catch {
+      return false; // no durable queue: nothing can be waiting in it
+    }
+    try {
+      return this.running !== null || this.adding > 0 || (await queue.size()) > 0;
+    } catch (e) {
+      log("cannot read the queue size", e);
+      return false;
+    }
+  }
+
+  /**
+   * Replays through `send` now; during a replay, once it is over and only
+   * when it ended cleanly with messages left (an HTTP replay does not pick
+   * up messages queued while it ran). After a failed replay the retry timer
+   * takes over.
+   */
+  private replaySoon(send: OfflineSender): void {
+    const running = this.running;
+    if (running === null) {
+      void this.syncOfflineMessages(send);
+      return;
+    }
+    void running.then(async (r) => {
+      if (r.error !== undefined || this.closed || !this.online.isOnline()) return;
+      try {
+        const queue = await this.queueReady;
+        if ((await queue.size()) > 0) void this.syncOfflineMessages(send);
+      } catch (e) {
+        log("cannot read the queue size", e);
+      }
+    });
+  }
+
   private async enqueue(frame: OfflineFrame, failure?: unknown): Promise<OfflineMessage> {
     const queue = await this.queueReady;
     let record = await queue.add(frame);
@@ -482,6 +641,7 @@ export class OfflineSync {
         if (http.token !== undefined) opts.token = http.token;
         if (this.fetchImpl !== undefined) opts.fetch = this.fetchImpl;
         if (this.batchSize !== undefined) opts.batchSize = this.batchSize;
+        opts.timeoutMs = this.attemptTimeoutMs;
         result = await replayOverHttp(queue, opts);
       } else {
         const remaining = await queue.size();
@@ -503,8 +663,10 @@ export class OfflineSync {
       this.update({ lastError: error });
       return { sent: 0, rejected: [], remaining: this.snapshot.offlineQueue.length, error };
     } finally {
-      this.running = null;
       await this.refresh();
+      // Together, with no await in between: a request from now on starts a
+      // new replay (which sets isSyncing again), one before joined this one.
+      this.running = null;
       this.update({ isSyncing: false });
     }
   }
@@ -528,7 +690,7 @@ export class OfflineSync {
           break outer;
         }
         attempted.add(m.id);
-        const outcome = await attempt(sender, m.frame);
+        const outcome = await attempt(sender, m.frame, this.attemptTimeoutMs);
         if (outcome.kind === "done") {
           await queue.remove(m.id);
           sent += 1;
@@ -659,12 +821,26 @@ export class OfflineSync {
   }
 }
 
-async function attempt(sender: OfflineSender, frame: OfflineFrame): Promise<Attempt> {
+/** One send of a replay; no answer within `timeoutMs` is a transient failure (the late answer is ignored). */
+async function attempt(sender: OfflineSender, frame: OfflineFrame, timeoutMs: number): Promise<Attempt> {
+  const sending = (async (): Promise<Attempt> => {
+    try {
+      return resolvedOutcome(await sender(frame), frame.type);
+    } catch (e) {
+      if (isFinalGatewayError(e, frame.type)) return { kind: "rejected", error: e.message };
+      return { kind: "failed", error: errorText(e) };
+    }
+  })();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<Attempt>((resolve) => {
+    timer = setTimeout(() => {
+      resolve({ kind: "failed", error: `no answer within ${timeoutMs} ms` });
+    }, timeoutMs);
+  });
   try {
-    return resolvedOutcome(await sender(frame));
-  } catch (e) {
-    if (isGatewayRejection(e)) return { kind: "rejected", error: e.message };
-    return { kind: "failed", error: errorText(e) };
+    return await Promise.race([sending, expired]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -26,19 +26,25 @@
 //   the pool never sends one request to two members.
 // - Sizing: `minConnections` members are opened at `start()`. *Members are
 //   spread over the URLs (fewest members first, then higher priority, then URL
-//   order; a URL whose members are all failing is skipped), so there may be
-//   several per URL (the Rust pool has one client per URL). Another member is
-//   opened, up to `maxConnections`, when fewer than `minConnections` are
-//   healthy or connecting, when requests wait and nothing is connecting, or
-//   when every healthy member of the top tier has `growInFlight` requests in
-//   flight. *An extra healthy member idle for `idleTimeout` is closed, down to
+//   order; a URL whose members, not counting those being replaced, are all
+//   failing is skipped: a member being replaced says nothing about its URL,
+//   so its replacement may open there while it finishes its requests), so
+//   there may be several per URL (the Rust pool has one client per URL).
+//   Another member is opened, up to `maxConnections`, when fewer than
+//   `minConnections` are healthy or connecting, when requests wait and
+//   nothing is connecting, or when every healthy member of the top tier has
+//   `growInFlight` requests in flight. *An extra healthy member idle for `idleTimeout` is closed, down to
 //   `minConnections` healthy (the Rust pool keeps started endpoints).
 // - A member whose client closes for good (4003, 4001 without `getToken`,
 //   `maxReconnectAttempts` used up, a loss with `autoReconnect: false`) is
 //   dropped and its URL abandoned for the pool's life (`abandonedUrls`), as
 //   the Rust pool never restarts a closed endpoint: reopening at once would
 //   hammer a gateway that said "do not come back".
-// - Every member shares one `clientId`, so deduplication spans them.
+// - Every member shares one `clientId`, so deduplication spans them. *By
+//   default it is the page's persistent one (`defaultClientId()`, kept in
+//   `localStorage` like a TetherClient's), so that a message sent through the
+//   pool and replayed later (offline queue, another client of the page) is
+//   deduplicated as the same principal's and takes effect once.
 // - Bounds: at most `maxConnections` members; the wait queue holds
 //   `queueCapacity` requests (full: shed lowest, the loser gets
 //   `PoolQueueFullError`); each member's client bounds its own unanswered
@@ -51,7 +57,14 @@
 // subscriptions and their failover (use a member client, or
 // @tether/client's TetherClient with several `urls`); React (@tether/react).
 
-import { type Clock, type PublishAck, type RequestFrame, SYSTEM_CLOCK, type TetherClientOptions } from "./connection.js";
+import {
+  type Clock,
+  type PublishAck,
+  type RequestFrame,
+  SYSTEM_CLOCK,
+  type TetherClientOptions,
+  defaultClientId,
+} from "./connection.js";
 import { createLogger } from "./debug.js";
 import { chooseConnection } from "./pool/choose.js";
 import { type ResolvedPoolConfig, type TetherPoolOptions, resolvePoolConfig } from "./pool/config.js";
@@ -148,7 +161,7 @@ export class TetherPool {
   constructor(options: TetherPoolOptions) {
     this.config = resolvePoolConfig(options);
     this.clock = options.clock ?? SYSTEM_CLOCK;
-    this.clientId = options.clientId ?? `pool-${randomHex()}`;
+    this.clientId = options.clientId ?? defaultClientId();
     const client: TetherClientOptions = {
       clientId: this.clientId,
       clock: this.clock,

@@ -292,6 +292,7 @@ describe("replayOverHttp", () => {
       sent: 3,
       rejected: [{ id: "bad", error: "forbidden: not yours" }],
       remaining: 1,
+      error: "busy: overloaded: busy", // the replay stopped at it (nothing after this batch)
     });
     expect(calls).toHaveLength(1);
     expect(calls[0]?.url).toBe(ENDPOINT);
@@ -300,6 +301,84 @@ describe("replayOverHttp", () => {
     expect(calls[0]?.frames.map((f) => f["id"])).toEqual(["ok", "dup", "cmd", "busy", "bad"]);
     const left = await q.list();
     expect(left.map((m) => [m.id, m.attempts, m.lastError])).toEqual([["busy", 1, "overloaded: busy"]]);
+  });
+
+  it("removes and reports a duplicate error and, for a command, no_handler / timeout: resending can never succeed", async () => {
+    const q = await open({ dbName: dbName() });
+    await q.add({ type: "process_receipt", id: "dup-cmd" });
+    await q.add(publish("dup-pub"));
+    await q.add({ type: "process_receipt", id: "no-handler" });
+    await q.add({ type: "process_receipt", id: "timed-out" });
+    await q.add(publish("pub-timeout"));
+    const { fetch, calls } = fakeFetch((frames) =>
+      json(
+        frames.map((f) => {
+          const id = f["id"];
+          switch (id) {
+            case "dup-cmd":
+              // The stored outcome of an id already seen: sent again on every resend, forever.
+              return { type: "error", id, error: { code: "no_handler", message: "none", retryable: true }, duplicate: true };
+            case "dup-pub":
+              return { type: "error", id, error: { code: "internal", message: "stored", retryable: true }, duplicate: true };
+            case "no-handler":
+              return { type: "error", id, error: { code: "no_handler", message: "no replica", retryable: true } };
+            case "timed-out":
+              return { type: "error", id, error: { code: "timeout", message: "no result", retryable: true } };
+            default:
+              // A publish's timeout is transient: kept.
+              return { type: "error", id, error: { code: "timeout", message: "slow store", retryable: true } };
+          }
+        }),
+      ),
+    );
+    const result = await replayOverHttp(q, { endpoint: ENDPOINT, fetch });
+    expect(calls).toHaveLength(1);
+    expect(result.sent).toBe(0);
+    expect(result.rejected).toEqual([
+      { id: "dup-cmd", error: "no_handler: none (the stored outcome of this id)" },
+      { id: "dup-pub", error: "internal: stored (the stored outcome of this id)" },
+      { id: "no-handler", error: "no_handler: no replica" },
+      { id: "timed-out", error: "timeout: no result" },
+    ]);
+    expect(result.remaining).toBe(1);
+    expect(result.error).toBe("pub-timeout: timeout: slow store");
+    expect((await q.list()).map((m) => m.id)).toEqual(["pub-timeout"]);
+  });
+
+  it("sends no further batch after a retryable error, so newer messages do not overtake it", async () => {
+    const q = await open({ dbName: dbName() });
+    for (let i = 0; i < 4; i++) await q.add(publish(`m${i}`));
+    const { fetch, calls } = fakeFetch((frames) =>
+      json(
+        frames.map((f) =>
+          f["id"] === "m1"
+            ? { type: "error", id: f["id"], error: { code: "rate_limited", message: "slow down", retryable: true } }
+            : { type: "ack", id: f["id"], data: {} },
+        ),
+      ),
+    );
+    const result = await replayOverHttp(q, { endpoint: ENDPOINT, fetch, batchSize: 1 });
+    expect(calls.map((c) => c.frames.map((f) => f["id"]))).toEqual([["m0"], ["m1"]]);
+    expect(result).toEqual({ sent: 1, rejected: [], remaining: 3, error: "m1: rate_limited: slow down" });
+    expect((await q.list()).map((m) => [m.id, m.attempts])).toEqual([
+      ["m1", 1],
+      ["m2", 0],
+      ["m3", 0],
+    ]);
+  });
+
+  it("stops and keeps everything when a request gets no answer within timeoutMs", async () => {
+    const q = await open({ dbName: dbName() });
+    await q.add(publish("a"));
+    let signal: AbortSignal | null | undefined;
+    const fetch = vi.fn((_input: string | URL | Request, init?: RequestInit) => {
+      signal = init?.signal;
+      return new Promise<Response>(() => undefined); // never settles
+    }) as unknown as typeof globalThis.fetch;
+    const result = await replayOverHttp(q, { endpoint: ENDPOINT, fetch, timeoutMs: 30 });
+    expect(result).toEqual({ sent: 0, rejected: [], remaining: 1, error: "no answer within 30 ms" });
+    expect(signal?.aborted).toBe(true);
+    expect(await q.size()).toBe(1);
   });
 
   it("sends batches of batchSize in queue order and asks a token function each time", async () => {

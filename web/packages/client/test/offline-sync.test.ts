@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   BACKGROUND_SYNC_TAG,
   GatewayError,
+  InvalidOfflineMessageError,
   ManualOnlineSource,
   OfflineQueue,
   OfflineQueueFullError,
@@ -116,6 +117,83 @@ describe("sendMessageWithOfflineFallback", () => {
     expect(await (await sync.getQueue()).size()).toBe(0);
   });
 
+  it("rethrows a command's no_handler / timeout and a duplicate error, and queues nothing (a resend could not succeed)", async () => {
+    const sync = await controller({ online: new ManualOnlineSource(true) });
+    const errors = [
+      new GatewayError({ code: "no_handler", message: "no replica", retryable: true }),
+      new GatewayError({ code: "timeout", message: "no result", retryable: true }),
+      new GatewayError({ code: "internal", message: "stored", retryable: true }, true),
+    ];
+    for (const e of errors) {
+      await expect(sync.sendMessageWithOfflineFallback({ type: "process_receipt" }, () => Promise.reject(e))).rejects.toBe(e);
+    }
+    expect(await (await sync.getQueue()).size()).toBe(0);
+  });
+
+  it("queues a new message behind queued ones (same id) and replays them in order instead of overtaking", async () => {
+    const sync = await controller({ online: new ManualOnlineSource(true) });
+    await sync.cacheOfflineMessage({ type: "publish", id: "old", channel: "orders" });
+    const sendFn = vi.fn(ack);
+    const outcome = await sync.sendMessageWithOfflineFallback({ type: "publish", id: "new", channel: "orders" }, sendFn);
+    expect(outcome).toEqual({ status: "queued", id: "new" });
+    await vi.waitFor(() => {
+      expect(sync.getSnapshot().offlineQueue).toHaveLength(0);
+      expect(sync.getSnapshot().isSyncing).toBe(false);
+    });
+    expect(sendFn.mock.calls.map((c) => c[0].id)).toEqual(["old", "new"]);
+  });
+
+  it("queues a new message during a replay and sends it after the replay's messages (HTTP replay chained)", async () => {
+    const bodies: string[][] = [];
+    const gate = deferred<undefined>();
+    const fetch = vi.fn(async (_url: string | URL | Request, init?: RequestInit) => {
+      const frames = JSON.parse(String(init?.body)) as { id: string }[];
+      bodies.push(frames.map((f) => f.id));
+      if (bodies.length === 1) await gate.promise;
+      return new Response(JSON.stringify(frames.map((f) => ({ type: "ack", id: f.id, data: {} }))));
+    });
+    const sync = await controller({
+      online: new ManualOnlineSource(true),
+      httpEndpoint: "http://gw.test/api/v1/messages?client_id=me",
+      fetch: fetch as unknown as typeof globalThis.fetch,
+    });
+    await sync.cacheOfflineMessage({ type: "publish", id: "old", channel: "orders" });
+    const replay = sync.syncOfflineMessages();
+    await vi.waitFor(() => {
+      expect(fetch).toHaveBeenCalledTimes(1);
+    });
+    const sendFn = vi.fn(ack);
+    const outcome = await sync.sendMessageWithOfflineFallback({ type: "publish", id: "new", channel: "orders" }, sendFn);
+    expect(outcome).toEqual({ status: "queued", id: "new" });
+    gate.resolve(undefined);
+    await replay;
+    await vi.waitFor(() => {
+      expect(sync.getSnapshot().offlineQueue).toHaveLength(0);
+    });
+    // The chained replay used sendFn (the message's own sender); HTTP carried the older one.
+    expect(bodies).toEqual([["old"]]);
+    expect(sendFn.mock.calls.map((c) => c[0].id)).toEqual(["new"]);
+  });
+
+  it("rethrows the original send error of a message that cannot be queued, with the reason as its cause", async () => {
+    const sync = await controller({ online: new ManualOnlineSource(true) });
+    const sendError = new Error("socket closed");
+    let thrown: unknown;
+    try {
+      await sync.sendMessageWithOfflineFallback({ type: "subscribe", channel: "orders" }, () => Promise.reject(sendError));
+    } catch (e) {
+      thrown = e;
+    }
+    expect(thrown).toBe(sendError);
+    expect((thrown as Error).cause).toBeInstanceOf(InvalidOfflineMessageError);
+    expect(String(((thrown as Error).cause as Error).message)).toMatch(/only publish and command/);
+    // A thrown non-Error is wrapped, naming both.
+    await expect(
+      sync.sendMessageWithOfflineFallback({ type: "ping" }, () => Promise.reject("gone")),
+    ).rejects.toThrow(/sending failed: gone; not queued: only publish and command/);
+    expect(await (await sync.getQueue()).size()).toBe(0);
+  });
+
   it("rejects an invalid message without sending or queueing", async () => {
     const sync = await controller({ online: new ManualOnlineSource(false) });
     const sendFn = vi.fn(ack);
@@ -175,14 +253,116 @@ describe("syncOfflineMessages", () => {
     expect(snap.lastSyncTime).toBeNull();
   });
 
-  it("treats a retryable gateway error as a failure that keeps the message", async () => {
+  it("treats a transient gateway error as a failure that keeps the message", async () => {
     const sync = await controller({ online: new ManualOnlineSource(true) });
     await sync.cacheOfflineMessage({ type: "process_receipt", id: "x" });
     const result = await sync.syncOfflineMessages(() =>
-      Promise.reject(new GatewayError({ code: "no_handler", message: "none", retryable: true })),
+      Promise.reject(new GatewayError({ code: "overloaded", message: "busy", retryable: true })),
     );
     expect(result.remaining).toBe(1);
-    expect(sync.getSnapshot().offlineQueue[0]?.lastError).toMatch(/no_handler/);
+    expect(sync.getSnapshot().offlineQueue[0]?.lastError).toMatch(/overloaded/);
+    // A publish's timeout is transient too.
+    await sync.clearOfflineQueue();
+    await sync.cacheOfflineMessage({ type: "publish", id: "p", channel: "orders" });
+    const again = await sync.syncOfflineMessages(() =>
+      Promise.reject(new GatewayError({ code: "timeout", message: "slow", retryable: true })),
+    );
+    expect(again).toMatchObject({ sent: 0, rejected: [], remaining: 1 });
+  });
+
+  it("removes and reports a duplicate error and a command's no_handler / timeout: a resend can never succeed", async () => {
+    const sync = await controller({ online: new ManualOnlineSource(true) });
+    for (const id of ["dup", "no-handler", "timed-out", "dup-frame", "after"]) {
+      await sync.cacheOfflineMessage({ type: "process_receipt", id });
+    }
+    const sender = vi.fn((frame: OfflineFrame): Promise<unknown> => {
+      switch (frame.id) {
+        case "dup":
+          // What the gateway answers, forever, to a resend of an id whose outcome was an error.
+          return Promise.reject(new GatewayError({ code: "internal", message: "stored", retryable: true }, true));
+        case "no-handler":
+          return Promise.reject(new GatewayError({ code: "no_handler", message: "no replica", retryable: true }));
+        case "timed-out":
+          return Promise.reject(new GatewayError({ code: "timeout", message: "no result", retryable: true }));
+        case "dup-frame":
+          // A sender that resolves with the error frame instead of rejecting.
+          return Promise.resolve({
+            type: "error",
+            id: frame.id,
+            error: { code: "no_handler", message: "none", retryable: true },
+            duplicate: true,
+          });
+        default:
+          return Promise.resolve({ type: "result", id: frame.id, data: {} });
+      }
+    });
+    const result = await sync.syncOfflineMessages(sender);
+    expect(sender.mock.calls.map((c) => c[0].id)).toEqual(["dup", "no-handler", "timed-out", "dup-frame", "after"]);
+    expect(result.sent).toBe(1);
+    expect(result.remaining).toBe(0);
+    expect(result.error).toBeUndefined();
+    expect(result.rejected.map((r) => r.id)).toEqual(["dup", "no-handler", "timed-out", "dup-frame"]);
+    expect(result.rejected[0]?.error).toMatch(/internal: stored \(the stored outcome of this id\)/);
+    expect(result.rejected[3]?.error).toMatch(/no_handler: none \(the stored outcome of this id\)/);
+    expect(sync.getSnapshot().lastError).toMatch(/dup-frame rejected: no_handler/);
+  });
+
+  it("counts a send without an answer within attemptTimeoutMs as a transient failure: stops and keeps", async () => {
+    const sync = await controller({ online: new ManualOnlineSource(true), attemptTimeoutMs: 30 });
+    for (const id of ["a", "b"]) await sync.cacheOfflineMessage({ type: "process_receipt", id });
+    const sender = vi.fn(() => new Promise<never>(() => undefined)); // never settles
+    const result = await sync.syncOfflineMessages(sender);
+    expect(sender).toHaveBeenCalledTimes(1);
+    expect(result).toEqual({ sent: 0, rejected: [], remaining: 2, error: "a: no answer within 30 ms" });
+    const snap = sync.getSnapshot();
+    expect(snap.isSyncing).toBe(false);
+    expect(snap.offlineQueue.map((m) => [m.id, m.attempts])).toEqual([
+      ["a", 1],
+      ["b", 0],
+    ]);
+    expect(() => new OfflineSync({ attemptTimeoutMs: 0, serviceWorker: null })).toThrow(RangeError);
+  });
+
+  it("bounds an HTTP replay's request by attemptTimeoutMs", async () => {
+    const fetch = vi.fn(() => new Promise<Response>(() => undefined));
+    const sync = await controller({
+      online: new ManualOnlineSource(true),
+      httpEndpoint: "http://gw.test/api/v1/messages?client_id=me",
+      fetch: fetch as unknown as typeof globalThis.fetch,
+      attemptTimeoutMs: 30,
+    });
+    await sync.cacheOfflineMessage({ type: "test", id: "h" });
+    const result = await sync.syncOfflineMessages();
+    expect(result).toEqual({ sent: 0, rejected: [], remaining: 1, error: "no answer within 30 ms" });
+  });
+
+  it("isSyncing is true exactly while a replay runs: a request while it shows true joins that replay", async () => {
+    const sync = await controller({ online: new ManualOnlineSource(true) });
+    await sync.cacheOfflineMessage({ type: "test", id: "a" });
+    // Hold the snapshot refresh that ends the replay, once the replay has sent everything.
+    const internals = sync as unknown as { refresh: () => Promise<void> };
+    const refresh = internals.refresh.bind(sync);
+    const gate = deferred<undefined>();
+    let holding = false;
+    vi.spyOn(internals, "refresh").mockImplementation(async () => {
+      if (holding) await gate.promise;
+      return refresh();
+    });
+    const first = sync.syncOfflineMessages((frame) => {
+      holding = true;
+      return ack(frame);
+    });
+    const queue = await sync.getQueue();
+    await vi.waitFor(async () => {
+      expect(await queue.size()).toBe(0);
+    });
+    await new Promise((r) => setTimeout(r, 20)); // the replay is now in its final refresh
+    expect(sync.getSnapshot().isSyncing).toBe(true);
+    const second = sync.syncOfflineMessages(ack);
+    expect(second).toBe(first);
+    gate.resolve(undefined);
+    await first;
+    expect(sync.getSnapshot().isSyncing).toBe(false);
   });
 
   it("uses the default sender from setSender, and withdrawing it restores the previous one", async () => {
@@ -395,6 +575,15 @@ describe("store and helpers", () => {
     const fresh = getOfflineSync({ dbName: name, serviceWorker: null });
     made.push(fresh);
     expect(fresh).not.toBe(a);
+  });
+
+  it("passes ttlMs to the queue it opens", async () => {
+    const sync = await controller({ online: new ManualOnlineSource(false), ttlMs: 40 });
+    expect((await sync.getQueue()).limits.ttlMs).toBe(40);
+    await sync.cacheOfflineMessage({ type: "test", id: "old" });
+    await new Promise((r) => setTimeout(r, 60));
+    await sync.ready();
+    expect(sync.getSnapshot().offlineQueue).toHaveLength(0); // dropped unsent: past the (shortened) window
   });
 
   it("reports a queue that cannot open in lastError", async () => {

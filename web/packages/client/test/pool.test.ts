@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import WebSocket from "ws";
 import {
+  CLIENT_ID_STORAGE_KEY,
   type Clock,
   GatewayError,
   NoHealthyConnectionError,
@@ -24,6 +25,7 @@ import {
   TetherPool,
   type TetherPoolOptions,
   type WebSocketLike,
+  defaultClientId,
   healthScore,
 } from "../src/index";
 import { type Candidate, chooseConnection } from "../src/pool/choose";
@@ -155,6 +157,26 @@ describe("pool configuration", () => {
       loadBalancingStrategy: "round-robin",
       queueCapacity: 1024,
     });
+  });
+
+  it("defaults clientId to the page's persistent one, the same as a TetherClient's", () => {
+    const stored = new Map<string, string>();
+    vi.stubGlobal("localStorage", {
+      getItem: (key: string) => stored.get(key) ?? null,
+      setItem: (key: string, value: string) => {
+        stored.set(key, value);
+      },
+    });
+    try {
+      const pool = new TetherPool(base);
+      expect(pool.clientId).toBe(stored.get(CLIENT_ID_STORAGE_KEY));
+      // A page reload (a new pool) and the page's other clients share it, so their sends deduplicate.
+      expect(new TetherPool(base).clientId).toBe(pool.clientId);
+      expect(defaultClientId()).toBe(pool.clientId);
+      expect(new TetherPool({ ...base, clientId: "mine" }).clientId).toBe("mine");
+    } finally {
+      vi.unstubAllGlobals();
+    }
   });
 
   it("names the bad field", () => {
@@ -506,6 +528,33 @@ describe("TetherPool with in-memory gateways", () => {
       [3, "ws://a.test/ws", "connected"],
     ]);
     expect(a.sockets[0]?.readyState).toBe(3);
+  });
+
+  it("a single-URL pool opens the replacement while the failing member still has requests in flight", async () => {
+    const a = gw("a");
+    a.silentPings = true;
+    a.hold = true;
+    const pool = makePool({ urls: ["ws://a.test/ws"], minConnections: 1, maxConnections: 2 });
+    pool.start();
+    await tick(10);
+    const first = pool.send({ type: "work", data: { n: 1 } }); // held by the gateway
+    a.hold = false;
+    await tick(4_000 + 10); // the third failed check: #1 is being replaced, its request still in flight
+    a.silentPings = false;
+    expect(pool.metrics.connections.map((m) => [m.id, m.state, m.replacing, m.inFlight])).toEqual([
+      [1, "connected", true, 1],
+      [2, "connected", false, 0],
+    ]);
+    // New requests go to the replacement at once instead of waiting for #1 to drain.
+    const second = pool.send({ type: "work", data: { n: 2 } });
+    await tick(10);
+    await expect(second).resolves.toMatchObject({ type: "result" });
+    expect(pool.metrics.queued).toBe(0);
+    a.release();
+    await tick(10);
+    await expect(first).resolves.toMatchObject({ type: "result" });
+    await tick(10);
+    expect(pool.metrics.connections.map((m) => m.id)).toEqual([2]); // #1 closed once drained
   });
 
   it("replaces a lost connection on another URL, then shrinks back to minConnections", async () => {

@@ -8,15 +8,23 @@
 // Inside a `<WebSocketProvider>`, while its client is connected, replays go
 // through the client (`client.request(frame)`: the gateway's reply settles each
 // message) and every (re)connect triggers one; while it is not connected,
-// replays go over HTTP to `POST /api/v1/messages` (the `httpEndpoint` option,
-// else this page's origin), with the client's `client_id` so that the
-// gateway's deduplication sees the same principal. Without a provider, replays
-// need the `httpEndpoint` option.
+// replays go over HTTP to `POST /api/v1/messages` of the client's gateway
+// (`httpEndpointFor(client.currentUrl, client.clientId)`: the app and the
+// gateway may well be on different origins), or to the `httpEndpoint` option
+// with its `client_id` set to the client's, so that the gateway's
+// deduplication sees the same principal; the HTTP replay authenticates with
+// the `token` option, else with the client's (`client.accessToken()`). From
+// another origin the browser sends that POST only when the gateway allows it
+// (CORS); when it does not, the attempt fails as a network error and the
+// messages wait, in order, for the WebSocket replay. The provider client's
+// `tether_client_offline_queue_size` gauge follows the queue. Without a
+// provider, replays need the `httpEndpoint` option.
 //
 // Not here: the queue, replay rules, bounds (see offline-queue.ts and
 // offline-sync.ts in @tether/client), the Service Worker.
 
 import {
+  type HttpReplayConfig,
   OFFLINE_DB_NAME,
   type OfflineFrame,
   type OfflineMessage,
@@ -24,6 +32,7 @@ import {
   type OfflineSync,
   type OfflineSyncOptions,
   type OfflineSyncSnapshot,
+  type TetherClient,
   getOfflineSync,
   httpEndpointFor,
 } from "@tether/client";
@@ -65,19 +74,44 @@ export interface OfflineSyncReturn {
   /** Empties the queue. */
   readonly clearOfflineQueue: () => Promise<void>;
   /**
-   * Sends `msg` with `sendFn` when online, else queues it; on a send failure
-   * other than the gateway's final refusal (which is rethrown) it is queued
-   * too, with the same id. Rejects when it cannot be queued (full, invalid).
+   * Sends `msg` with `sendFn` when online, else queues it; while older
+   * messages are queued (or being replayed) it is queued behind them and a
+   * replay is started, so that it never overtakes them. On a send failure
+   * other than the gateway's final refusal (a non-retryable or duplicate
+   * error, or `no_handler` / `timeout` for a command: rethrown) it is queued
+   * too, with the same id. Rejects when it cannot be queued (full, invalid);
+   * a message that is neither a `publish` nor a command rejects with its own
+   * send error.
    */
   readonly sendMessageWithOfflineFallback: <M extends object>(msg: M, sendFn: OfflineSendFn<M>) => Promise<void>;
 }
 
-/** The HTTP endpoint on this page's origin, or null outside a page. */
-function sameOriginEndpoint(clientId: string): string | null {
-  const loc = (globalThis as { location?: { protocol?: string; host?: string } }).location;
-  if (loc?.host === undefined || loc.host === "") return null;
-  if (loc.protocol !== "http:" && loc.protocol !== "https:") return null;
-  return httpEndpointFor(`${loc.protocol}//${loc.host}/ws`, clientId);
+/** `endpoint` (absolute or relative) with its `client_id` query parameter set to `clientId`. */
+function withClientId(endpoint: string, clientId: string): string {
+  const hashAt = endpoint.indexOf("#");
+  const hash = hashAt < 0 ? "" : endpoint.slice(hashAt);
+  const rest = hashAt < 0 ? endpoint : endpoint.slice(0, hashAt);
+  const queryAt = rest.indexOf("?");
+  const path = queryAt < 0 ? rest : rest.slice(0, queryAt);
+  const params = new URLSearchParams(queryAt < 0 ? "" : rest.slice(queryAt + 1));
+  params.set("client_id", clientId);
+  return `${path}?${params.toString()}${hash}`;
+}
+
+/**
+ * The HTTP replay's endpoint: with a provider client, `explicit` with its
+ * `client_id` set to the client's, else `POST /api/v1/messages` of the
+ * client's gateway; without one, `explicit` as given (null: no HTTP replay).
+ */
+function replayEndpoint(explicit: string | undefined, client: TetherClient | null, currentUrl: string | null): string | null {
+  if (client === null) return explicit ?? null;
+  if (explicit !== undefined) return withClientId(explicit, client.clientId);
+  if (currentUrl === null) return null;
+  try {
+    return httpEndpointFor(currentUrl, client.clientId);
+  } catch {
+    return null; // not a ws/wss/http(s) URL: no HTTP replay
+  }
 }
 
 /**
@@ -101,14 +135,29 @@ export function useOfflineSyncController(options: UseOfflineSyncOptions = {}): {
   const ctx = useContext(WebSocketContext);
   const client = ctx?.client ?? null;
   const isConnected = ctx?.isConnected ?? false;
+  // Read on every render (the provider re-renders on each connection change),
+  // so that the HTTP replay follows the client to another of its URLs.
+  const currentUrl = client?.currentUrl ?? null;
   const { httpEndpoint, token } = options;
 
   // The HTTP replay (used whenever no WebSocket sender is registered).
   useEffect(() => {
-    const endpoint = httpEndpoint ?? (client === null ? null : sameOriginEndpoint(client.clientId));
+    const endpoint = replayEndpoint(httpEndpoint, client, currentUrl);
     if (endpoint === null) return undefined;
-    return sync.setHttpReplay(token === undefined ? { endpoint } : { endpoint, token });
-  }, [sync, client, httpEndpoint, token]);
+    const config: HttpReplayConfig =
+      token !== undefined
+        ? { endpoint, token }
+        : client !== null
+          ? { endpoint, token: () => client.accessToken() }
+          : { endpoint };
+    return sync.setHttpReplay(config);
+  }, [sync, client, currentUrl, httpEndpoint, token]);
+
+  // The provider client's offline queue gauge (`tether_client_offline_queue_size`).
+  const queued = snapshot.offlineQueue.length;
+  useEffect(() => {
+    client?.metrics.setOfflineQueueSize(queued);
+  }, [client, queued]);
 
   // The WebSocket sender while connected, and a replay on every (re)connect.
   useEffect(() => {

@@ -113,7 +113,7 @@ function dbName(): string {
   return `tether-react-test-${counter}-${Math.random().toString(36).slice(2)}`;
 }
 
-/** A fetch that must not be reached (the tests' page origin is no gateway). */
+/** A fetch that must not be reached (there is no network in these tests). */
 const unreachable = vi.fn(() => Promise.reject(new TypeError("no network in tests")));
 
 /** Makes the shared controller of a fresh database with a manual network switch. */
@@ -361,13 +361,13 @@ describe("useOfflineSync", () => {
       await sync.ready();
     });
     expect(result.current.offlineQueue.map((m) => m.id)).toEqual(["from-last-visit"]);
-    // Not connected: the same-origin HTTP replay was tried (and failed: no network here); nothing lost.
+    // Not connected: the HTTP replay to the client's gateway was tried (and failed: no network here); nothing lost.
     await waitFor(() => {
       expect(unreachable).toHaveBeenCalled();
       expect(result.current.isSyncing).toBe(false);
     });
     const firstCall = unreachable.mock.calls[0] as unknown[] | undefined;
-    expect(String(firstCall?.[0])).toBe(`${location.origin}/api/v1/messages?client_id=tester`);
+    expect(String(firstCall?.[0])).toBe("http://gateway.test/api/v1/messages?client_id=tester");
     expect(result.current.offlineQueue).toHaveLength(1);
 
     // The gateway comes up: welcome on a new socket → replay over the WebSocket.
@@ -386,15 +386,25 @@ describe("useOfflineSync", () => {
     expect(result.current.lastSyncTime).not.toBeNull();
   });
 
-  it("derives the HTTP endpoint from the page origin and the client's id", async () => {
+  it("replays over HTTP to the client's gateway (not the page's origin), with the client's id and token", async () => {
     const online = new ManualOnlineSource(true);
-    const fetch = vi.fn((_url: string | URL | Request, init?: RequestInit) => {
+    const calls: { url: string; headers: Record<string, string> }[] = [];
+    const fetch = vi.fn((url: string | URL | Request, init?: RequestInit) => {
+      calls.push({ url: String(url), headers: { ...(init?.headers as Record<string, string>) } });
       const frames = JSON.parse(String(init?.body)) as { id: string }[];
       return Promise.resolve(new Response(JSON.stringify(frames.map((f) => ({ type: "ack", id: f.id, data: {} })))));
     });
     const sync = sharedController(online, { fetch: fetch as unknown as typeof globalThis.fetch });
     FakeSocket.welcome = false;
-    const client = fakeClient();
+    // The guide's setup: the app on :3000, the gateway on :8001.
+    let token = "tok-1";
+    const client = new TetherClient({
+      url: "ws://gateway.test:8001/ws/dashboard",
+      WebSocketImpl: FakeSocket,
+      clientId: "tester",
+      getToken: () => Promise.resolve(token),
+    });
+    clients.push(client);
     const { result } = renderHook(() => useOfflineSync({ dbName: sync.dbName }), {
       wrapper: ({ children }) => <WebSocketProvider client={client}>{children}</WebSocketProvider>,
     });
@@ -402,9 +412,55 @@ describe("useOfflineSync", () => {
       await result.current.cacheOfflineMessage({ type: "test", id: "over-http" });
       await result.current.syncOfflineMessages();
     });
-    expect(fetch).toHaveBeenCalled();
-    expect(String(fetch.mock.calls[0]?.[0])).toBe(`${location.origin}/api/v1/messages?client_id=tester`);
+    expect(calls[0]?.url).toBe("http://gateway.test:8001/api/v1/messages?client_id=tester");
+    expect(calls[0]?.url.startsWith(location.origin)).toBe(false);
+    expect(calls[0]?.headers["authorization"]).toBe("Bearer tok-1");
     expect(result.current.offlineQueue).toHaveLength(0);
+    // The token provider is asked again for every replay.
+    token = "tok-2";
+    await act(async () => {
+      await result.current.cacheOfflineMessage({ type: "test", id: "over-http-2" });
+      await result.current.syncOfflineMessages();
+    });
+    expect(calls[1]?.headers["authorization"]).toBe("Bearer tok-2");
+  });
+
+  it("sets the client's client_id on an explicit httpEndpoint", async () => {
+    const fetch = vi.fn((_url: string | URL | Request, init?: RequestInit) => {
+      const frames = JSON.parse(String(init?.body)) as { id: string }[];
+      return Promise.resolve(new Response(JSON.stringify(frames.map((f) => ({ type: "ack", id: f.id, data: {} })))));
+    });
+    const sync = sharedController(new ManualOnlineSource(true), { fetch: fetch as unknown as typeof globalThis.fetch });
+    FakeSocket.welcome = false;
+    const client = fakeClient();
+    const { result } = renderHook(
+      () => useOfflineSync({ dbName: sync.dbName, httpEndpoint: "https://api.test/tether/api/v1/messages?client_id=other&x=1" }),
+      { wrapper: ({ children }) => <WebSocketProvider client={client}>{children}</WebSocketProvider> },
+    );
+    await act(async () => {
+      await result.current.cacheOfflineMessage({ type: "test", id: "explicit" });
+      await result.current.syncOfflineMessages();
+    });
+    expect(String(fetch.mock.calls[0]?.[0])).toBe("https://api.test/tether/api/v1/messages?client_id=tester&x=1");
+    expect(result.current.offlineQueue).toHaveLength(0);
+  });
+
+  it("keeps the provider client's offline queue gauge current", async () => {
+    const sync = sharedController(new ManualOnlineSource(false));
+    const client = fakeClient();
+    const { result } = renderHook(() => useOfflineSync({ dbName: sync.dbName }), {
+      wrapper: ({ children }) => <WebSocketProvider client={client}>{children}</WebSocketProvider>,
+    });
+    await act(async () => {
+      await result.current.cacheOfflineMessage({ type: "test", id: "g1" });
+      await result.current.cacheOfflineMessage({ type: "test", id: "g2" });
+    });
+    expect(client.metrics.snapshot().offlineQueueSize).toBe(2);
+    expect(client.metrics.toPrometheus()).toMatch(/^tether_client_offline_queue_size 2$/m);
+    await act(async () => {
+      await result.current.clearOfflineQueue();
+    });
+    expect(client.metrics.snapshot().offlineQueueSize).toBe(0);
   });
 });
 

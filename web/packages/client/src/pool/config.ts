@@ -82,7 +82,13 @@ export interface TetherPoolOptions extends PoolConfig {
   growInFlight?: number;
 
   // Passed to every member TetherClient.
-  /** The principal sent as `client_id` by every connection, so that deduplication spans them (default: one random id per pool). */
+  /**
+   * The principal sent as `client_id` by every connection, so that
+   * deduplication spans them. Default: the page's persistent one
+   * (`defaultClientId()`, kept in `localStorage` under `tether.clientId`, the
+   * same as a `TetherClient`'s), so that a message sent through the pool and
+   * replayed by another client of the page takes effect once.
+   */
   clientId?: string;
   /** A fixed token, sent as `access_token`. */
   token?: string;

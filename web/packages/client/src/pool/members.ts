@@ -18,7 +18,11 @@ import { type ConnectionMetrics } from "./metrics.js";
 /** Health checks failed in a row after which a member is replaced. */
 export const FAILED_HEALTH_CHECKS_TO_REPLACE = 3;
 
-/** States in which a member counts as failing (its URL is "down" when all its members are). */
+/**
+ * States in which a member counts as failing (its URL is "down" when all its
+ * members not being replaced are; a member being replaced is not counted
+ * either way).
+ */
 const FAILING = new Set(["reconnecting", "circuit-open", "closed"]);
 
 /** One member connection and the pool's bookkeeping about it. */
@@ -171,8 +175,11 @@ export class Members {
    * The URL index of the member to open now, or null when none is needed: when
    * fewer than `minConnections` are healthy or connecting, when requests wait
    * and nothing is connecting, or when the top tier is busy and nothing is
-   * connecting. Placement: not abandoned, not down (every member failing),
-   * fewest members, then higher priority, then URL order.
+   * connecting. Placement: not abandoned, not down (every member that is not
+   * being replaced failing; a URL whose only members are being replaced is
+   * not down, so a single-URL pool can open the replacement while the old
+   * member still has requests in flight), fewest members not being replaced,
+   * then higher priority, then URL order.
    */
   private growTarget(waiting: number): number | null {
     const healthy = this.healthy();
@@ -185,9 +192,9 @@ export class Members {
     let best: { i: number; count: number; priority: number } | null = null;
     for (let i = 0; i < this.config.urls.length; i++) {
       if (this.abandoned.has(i)) continue;
-      const on = this.list.filter((m) => m.urlIndex === i);
-      if (on.length > 0 && on.every((m) => m.replacing || FAILING.has(m.client.state.kind))) continue; // down
-      const count = on.filter((m) => !m.replacing).length;
+      const live = this.list.filter((m) => m.urlIndex === i && !m.replacing);
+      if (live.length > 0 && live.every((m) => FAILING.has(m.client.state.kind))) continue; // down
+      const count = live.length;
       const priority = this.config.priorities[i] ?? 0;
       if (best === null || count < best.count || (count === best.count && priority > best.priority)) best = { i, count, priority };
     }
