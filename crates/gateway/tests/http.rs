@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{http_get, http_post, TestServer};
+use common::{http_exchange, http_get, http_post, TestServer};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -155,4 +155,45 @@ async fn shutdown_closes_every_connection_with_1001() {
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "no longer accepting"
     );
+}
+
+#[tokio::test]
+async fn the_http_api_answers_cors_for_pages_on_other_origins() {
+    let server = TestServer::start().await;
+    let url = server.http("/api/v1/messages?client_id=page");
+    let (status, head, _) = http_exchange(
+        "OPTIONS",
+        &url,
+        "",
+        &[
+            ("Origin", "http://app.test:3000"),
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "authorization,content-type"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("access-control-allow-origin: *"), "{head}");
+    assert!(head.contains("access-control-allow-methods: get,post"), "{head}");
+    assert!(
+        head.contains("access-control-allow-headers: authorization,content-type"),
+        "{head}"
+    );
+    let body = json!([{"type": "publish", "id": "x1", "channel": "news", "data": 1}]).to_string();
+    let (status, head, _) = http_exchange("POST", &url, &body, &[("Origin", "http://app.test:3000")]).await;
+    assert_eq!(status, 200);
+    assert!(head.contains("access-control-allow-origin: *"), "{head}");
+    server.stop().await;
+
+    // With an allowlist, only its origins are told they may read.
+    let server = TestServer::start_with(|c| c.allowed_origins = vec!["http://app.test:3000".into()]).await;
+    let url = server.http("/api/v1/agents");
+    let (_, head, _) = http_exchange("GET", &url, "", &[("Origin", "http://app.test:3000")]).await;
+    assert!(
+        head.contains("access-control-allow-origin: http://app.test:3000"),
+        "{head}"
+    );
+    let (_, head, _) = http_exchange("GET", &url, "", &[("Origin", "http://evil.test")]).await;
+    assert!(!head.contains("access-control-allow-origin"), "{head}");
+    server.stop().await;
 }

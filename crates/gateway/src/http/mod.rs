@@ -8,13 +8,15 @@ pub mod listener;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tether_protocol::validate::is_valid_principal;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::{request_token, AuthError};
 use crate::connection::{serve, Peer, PeerAuth};
@@ -33,6 +35,11 @@ pub fn router(gw: Arc<Gateway>) -> Router {
     } else {
         Router::new()
     };
+    let api = Router::new()
+        .route("/api/v1/messages", post(api::messages))
+        .route("/api/v1/agents", get(api::agents))
+        .route("/api/v1/channels/{channel}/history", get(api::history))
+        .layer(cors(&gw.config.allowed_origins));
     router
         .route("/ws", get(ws_upgrade))
         .route("/ws/dashboard", get(ws_upgrade))
@@ -40,10 +47,27 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/", get(status_page))
-        .route("/api/v1/messages", post(api::messages))
-        .route("/api/v1/agents", get(api::agents))
-        .route("/api/v1/channels/{channel}/history", get(api::history))
+        .merge(api)
         .with_state(gw)
+}
+
+/// CORS for `/api/v1/*`, so that a page on another origin than the gateway
+/// (an app on :3000, the gateway on :8001) can replay its offline queue and
+/// read history: the origins of `allowed_origins`, or any origin when it is
+/// empty (as for upgrades). Credentials are a bearer token, never cookies, so
+/// no `Allow-Credentials`.
+fn cors(allowed: &[String]) -> CorsLayer {
+    let allowed: Vec<HeaderValue> = allowed.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    let origin = if allowed.is_empty() {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(allowed)
+    };
+    CorsLayer::new()
+        .allow_origin(origin)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(600))
 }
 
 async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {

@@ -289,6 +289,12 @@ pub async fn http_post(url: &str, body: &str) -> (u16, String) {
 }
 
 pub async fn http_request_with(method: &str, url: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let (status, _, body) = http_exchange(method, url, body, headers).await;
+    (status, body)
+}
+
+/// One HTTP/1.1 request; the status, the response head (lower-cased) and the body.
+pub async fn http_exchange(method: &str, url: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").expect("http url");
     let (host, path) = rest
@@ -317,12 +323,13 @@ pub async fn http_request_with(method: &str, url: &str, body: &str, headers: &[(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .expect("status line");
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let head = head.to_ascii_lowercase();
+    let body = if head.contains("transfer-encoding: chunked") {
         dechunk(body)
     } else {
         body.to_owned()
     };
-    (status, body)
+    (status, head, body)
 }
 
 fn dechunk(mut s: &str) -> String {

@@ -14,9 +14,10 @@
 // with its `client_id` set to the client's, so that the gateway's
 // deduplication sees the same principal; the HTTP replay authenticates with
 // the `token` option, else with the client's (`client.accessToken()`). From
-// another origin the browser sends that POST only when the gateway allows it
-// (CORS); when it does not, the attempt fails as a network error and the
-// messages wait, in order, for the WebSocket replay. The provider client's
+// another origin the browser sends that POST only when the gateway allows it:
+// the gateway answers CORS on `/api/v1/*` for any origin, or for those of its
+// `--allowed-origin` list; for a refused origin the attempt fails as a network
+// error and the messages wait, in order, for the WebSocket replay. The provider client's
 // `tether_client_offline_queue_size` gauge follows the queue. Without a
 // provider, replays need the `httpEndpoint` option.
 //
