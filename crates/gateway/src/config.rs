@@ -58,6 +58,9 @@ pub struct Config {
     pub node_id: String,
     /// Where the embedded store lives.
     pub data_dir: PathBuf,
+    /// Redis instead of the embedded store (`redis://host:port/db`): history,
+    /// seqs, dedup keys and fan-out shared by every node using it.
+    pub redis_url: Option<String>,
     /// Larger frames close with 1009; HTTP bodies may be 100 times this.
     pub max_message_bytes: usize,
     /// Frames per second per connection.
@@ -105,6 +108,7 @@ impl Default for Config {
         Config {
             node_id: "tether".into(),
             data_dir: PathBuf::from("./tether-data"),
+            redis_url: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             rate_limit: DEFAULT_RATE_LIMIT,
             rate_burst: DEFAULT_RATE_BURST,

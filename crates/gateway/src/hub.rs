@@ -8,6 +8,11 @@
 //!
 //! There is no global lock on the path publish → deliver: channels live in a
 //! sharded map and each has its own mutex.
+//!
+//! With a shared store (Redis), events also arrive from other nodes, through
+//! [`Watcher`] (the Pub/Sub listener), and may arrive late or after a hole (a
+//! lost Pub/Sub message): `deliver` fills a hole from the store before the
+//! event (a replay item per subscriber), and skips what was delivered already.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -56,11 +61,21 @@ pub struct RecoverFrom {
     pub not_before_ms: u64,
 }
 
+/// Told when this node starts and stops having subscribers on a channel, so
+/// that it listens to other nodes' events for exactly those channels.
+pub trait Watcher: Send + Sync {
+    /// `channel` got its first local subscriber.
+    fn watch(&self, channel: &str);
+    /// `channel` has no local subscriber any more.
+    fn unwatch(&self, channel: &str);
+}
+
 /// All channels of this node.
 pub struct Hub {
     channels: DashMap<String, Arc<Channel>>,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
+    watcher: std::sync::OnceLock<Box<dyn Watcher>>,
 }
 
 impl Hub {
@@ -70,7 +85,13 @@ impl Hub {
             channels: DashMap::new(),
             store,
             metrics,
+            watcher: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets the watcher (once, at start-up, before any subscribe).
+    pub fn set_watcher(&self, watcher: Box<dyn Watcher>) {
+        let _ = self.watcher.set(watcher);
     }
 
     fn channel(&self, name: &str) -> Result<Arc<Channel>, StoreError> {
@@ -92,6 +113,9 @@ impl Hub {
                     }),
                 });
                 v.insert(c.clone());
+                if let Some(w) = self.watcher.get() {
+                    w.watch(name);
+                }
                 c
             }
         };
@@ -184,15 +208,55 @@ impl Hub {
     }
 
     fn forget_if_idle(&self, channel: &str) {
-        self.channels.remove_if(channel, |_, c| {
+        let removed = self.channels.remove_if(channel, |_, c| {
             let mut st = c.state.lock().expect("channel lock");
             st.dead = st.subscribers.is_empty();
             st.dead
         });
+        if let (Some(_), Some(w)) = (removed, self.watcher.get()) {
+            w.unwatch(channel);
+        }
     }
 
-    /// Hands one committed event to every subscriber. Events of a channel must
-    /// come in seq order; one at or below the delivered seq is skipped.
+    /// Brings `channel`'s subscribers up to the store's last seq (a replay of
+    /// what they missed): after this node starts listening to other nodes'
+    /// events on it, and after the listener reconnects.
+    pub fn catch_up(&self, channel: &str) -> Result<(), StoreError> {
+        let Some(ch) = self.channels.get(channel).map(|c| c.clone()) else {
+            return Ok(());
+        };
+        let mut st = ch.state.lock().expect("channel lock");
+        let last = self.store.last_seq(channel)?;
+        if last > st.seq {
+            Self::fill(&mut st, channel, last);
+        }
+        Ok(())
+    }
+
+    /// Queues a replay of `(st.seq, upto]` to every subscriber and moves the
+    /// delivered seq to `upto`.
+    fn fill(st: &mut ChannelState, channel: &str, upto: u64) {
+        let after = st.seq;
+        st.subscribers.retain(|_, conn| {
+            let replay = Replay {
+                channel: channel.to_owned(),
+                after,
+                upto,
+                not_before_ms: 0,
+            };
+            matches!(conn.replay(replay), Enqueue::Sent)
+        });
+        st.seq = upto;
+    }
+
+    /// The channels this node has subscribers on.
+    pub fn channel_names(&self) -> Vec<String> {
+        self.channels.iter().map(|e| e.key().clone()).collect()
+    }
+
+    /// Hands one committed event to every subscriber. One at or below the
+    /// delivered seq is skipped; one past a hole (events from other nodes that
+    /// were lost or are late) first gets the hole replayed from the store.
     pub fn deliver(&self, channel: &str, seq: u64, frame: &Utf8Bytes) {
         let Some(ch) = self.channels.get(channel).map(|c| c.clone()) else {
             return;
@@ -200,6 +264,9 @@ impl Hub {
         let mut st = ch.state.lock().expect("channel lock");
         if seq <= st.seq {
             return;
+        }
+        if seq > st.seq + 1 {
+            Self::fill(&mut st, channel, seq - 1);
         }
         st.seq = seq;
         let mut delivered = 0;

@@ -34,6 +34,9 @@ use crate::store::{DedupEntry, Outcome, PendingCommand, Store, StoreError, Store
 const MAX_GROUP: usize = 4096;
 /// Committed batches waiting for the dispatcher.
 const DISPATCH_QUEUE: usize = 256;
+/// Times a group is run again after losing a race with another node before
+/// its operations are answered `internal` (retryable).
+const MAX_CONFLICT_RETRIES: u32 = 50;
 
 /// Where a reply goes.
 #[derive(Clone)]
@@ -301,16 +304,32 @@ impl Writer {
     }
 
     fn commit(&mut self, ops: Vec<Op>) {
-        let now = now_ms();
-        let result = self.store.write().and_then(|mut w| {
-            let mut posts = Vec::with_capacity(ops.len());
-            let mut new_commands = 0;
-            for op in &ops {
-                self.apply(&mut *w, op, now, &mut new_commands, &mut posts)?;
+        let mut conflicts = 0;
+        let result = loop {
+            let now = now_ms();
+            let attempt = self.store.write().and_then(|mut w| {
+                let mut posts = Vec::with_capacity(ops.len());
+                let mut new_commands = 0;
+                for op in &ops {
+                    self.apply(&mut *w, op, now, &mut new_commands, &mut posts)?;
+                }
+                w.commit()?;
+                Ok(posts)
+            });
+            match attempt {
+                // Another node wrote a key this write read (a shared store):
+                // nothing was written, so the same operations run again on
+                // fresh reads. `apply` changes nothing but `posts`.
+                Err(e) if e.is_conflict() && conflicts < MAX_CONFLICT_RETRIES => {
+                    conflicts += 1;
+                    self.metrics.store_conflicts.inc();
+                    if conflicts > 3 {
+                        std::thread::sleep(std::time::Duration::from_micros(200 * conflicts as u64));
+                    }
+                }
+                other => break other,
             }
-            w.commit()?;
-            Ok(posts)
-        });
+        };
         match result {
             Ok(posts) => {
                 self.healthy.store(true, Ordering::Relaxed);

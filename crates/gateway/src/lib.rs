@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod fanout;
 pub mod handlers;
 pub mod http;
 pub mod hub;
@@ -38,6 +39,7 @@ use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::state::{Gateway, Phase};
 use crate::store::embedded::EmbeddedStore;
+use crate::store::redis::RedisStore;
 use crate::store::Store;
 use crate::system::SystemSampler;
 
@@ -70,13 +72,29 @@ pub async fn run(
     };
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
-    let dir = config.data_dir.clone();
-    let store: Arc<dyn Store> = Arc::new(
-        tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir))
-            .await
-            .map_err(|e| store::StoreError(format!("opening the store panicked: {e}")))??,
-    );
+    let background = CancellationToken::new();
+    let (store, redis): (Arc<dyn Store>, Option<redis::Client>) = match config.redis_url.clone() {
+        None => {
+            let dir = config.data_dir.clone();
+            let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir))
+                .await
+                .map_err(|e| store::StoreError(format!("opening the store panicked: {e}")))??;
+            (Arc::new(store), None)
+        }
+        Some(url) => {
+            let node = config.node_id.clone();
+            let store = tokio::task::spawn_blocking(move || RedisStore::open(&url, &node))
+                .await
+                .map_err(|e| store::StoreError(format!("connecting to redis panicked: {e}")))??;
+            let client = store.client();
+            (Arc::new(store), Some(client))
+        }
+    };
     let hub = Arc::new(Hub::new(store.clone(), metrics.clone()));
+    if let Some(client) = redis {
+        fanout::start(client, &hub, background.clone())
+            .map_err(|e| store::StoreError(format!("cannot start the fan-out thread: {e}")))?;
+    }
     let (ledger, ledger_tasks, accepted) = Ledger::start(
         store.clone(),
         config.clone(),
@@ -97,7 +115,6 @@ pub async fn run(
         authenticator,
     ));
 
-    let background = CancellationToken::new();
     agents.spawn(accepted, background.clone());
     system::spawn_pusher(gw.clone(), config.system_metrics_interval, background.clone());
     spawn_sweeper(ledger.clone(), background.clone());

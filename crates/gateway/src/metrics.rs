@@ -66,6 +66,8 @@ pub struct Metrics {
     pub publish_ack_seconds: Histogram,
     /// Events handed to subscribers.
     pub deliveries: IntCounter,
+    /// Store writes run again after losing a race with another node (Redis).
+    pub store_conflicts: IntCounter,
     /// Publishes and commands recognised as duplicates.
     pub dedup_hits: IntCounter,
     recoveries: IntCounterVec,
@@ -134,6 +136,10 @@ impl Metrics {
             .register(Box::new(publish_ack_seconds.clone()))
             .expect("unique metric names");
         let deliveries = counter("tether_deliveries_total", "Events queued to subscribers");
+        let store_conflicts = counter(
+            "tether_store_conflicts_total",
+            "Store writes run again after another node changed a key they read",
+        );
         let dedup_hits = counter("tether_dedup_hits_total", "Duplicate publishes and commands");
         let recoveries = family(
             "tether_recoveries_total",
@@ -175,6 +181,7 @@ impl Metrics {
             errors,
             publish_ack_seconds,
             deliveries,
+            store_conflicts,
             dedup_hits,
             recoveries,
             slow_consumer_closes,

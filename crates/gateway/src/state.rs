@@ -112,9 +112,10 @@ impl Gateway {
         self.phase.store(phase as u8, Ordering::Release);
     }
 
-    /// Whether `/readyz` says 200.
+    /// Whether `/readyz` says 200: serving, the last commit succeeded, and the
+    /// store answers now (Redis is pinged).
     pub fn ready(&self) -> bool {
-        self.phase() == Phase::Ready && self.ledger.healthy()
+        self.phase() == Phase::Ready && self.ledger.healthy() && self.store.ready()
     }
 
     /// A fresh connection number.

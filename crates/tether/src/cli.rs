@@ -272,11 +272,13 @@ impl ServeArgs {
                 })?
             }
         };
-        if self.redis_url.is_some() || file.redis_url.is_some() {
-            return Err(UsageError(
-                "--redis-url is not supported by this build yet; refusing to start without it rather than ignore it"
-                    .into(),
-            ));
+        let redis_url = self.redis_url.or(file.redis_url);
+        if let Some(url) = &redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://")) {
+                return Err(UsageError(format!(
+                    "--redis-url must be redis://host:port[/db], rediss://… or unix://…, got {url:?}"
+                )));
+            }
         }
         let jwt_secret = self.jwt_secret.or(file.jwt_secret);
         let jwt_public_key = self.jwt_public_key.or(file.jwt_public_key);
@@ -345,6 +347,7 @@ impl ServeArgs {
         let config = Config {
             node_id: self.node_id.or(file.node_id).unwrap_or_else(default_node_id),
             data_dir: self.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
+            redis_url,
             max_message_bytes: self
                 .max_message_bytes
                 .or(file.max_message_bytes)

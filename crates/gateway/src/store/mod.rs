@@ -3,13 +3,14 @@
 //!
 //! **Boundary:** the store never sees a WebSocket, a task or a clock of its own;
 //! it stores what the ledger hands it and answers reads. [`Store`] is the seam
-//! for other engines (Redis comes with scale-out); [`embedded::EmbeddedStore`]
-//! is the default, on redb.
+//! between engines: [`embedded::EmbeddedStore`] (redb) is the default,
+//! [`redis::RedisStore`] lets several nodes share channels.
 //!
 //! **Invariant:** a [`StoreWrite`] is all-or-nothing: after `commit` returns `Ok`
 //! every change in it is on disk and survives `kill -9`; after an error none is.
 
 pub mod embedded;
+pub mod redis;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -22,6 +23,22 @@ use crate::config::Retention;
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("store: {0}")]
 pub struct StoreError(pub String);
+
+/// The text of [`StoreError::conflict`].
+const CONFLICT: &str = "write conflict: another node changed a key this write read; retry";
+
+impl StoreError {
+    /// An optimistic write lost a race with another node (Redis `WATCH`):
+    /// nothing was written; the ledger runs the same operations again.
+    pub fn conflict() -> StoreError {
+        StoreError(CONFLICT.to_owned())
+    }
+
+    /// Whether this is [`StoreError::conflict`].
+    pub fn is_conflict(&self) -> bool {
+        self.0 == CONFLICT
+    }
+}
 
 impl<E: Into<redb::Error>> From<E> for StoreError {
     fn from(e: E) -> Self {
@@ -111,8 +128,14 @@ pub trait Store: Send + Sync + 'static {
     fn first_retained(&self, channel: &str, not_before_ms: u64) -> Result<Option<u64>, StoreError>;
     /// Every pending command, oldest first.
     fn pending_commands(&self) -> Result<Vec<PendingCommand>, StoreError>;
-    /// Starts an all-or-nothing write. Only one runs at a time (the ledger's).
+    /// Starts an all-or-nothing write. Only one runs at a time per node (the
+    /// ledger's); a shared store may fail it with [`StoreError::conflict`].
     fn write(&self) -> Result<Box<dyn StoreWrite>, StoreError>;
+    /// Whether the store answers now (for `/readyz`). The embedded store
+    /// always does; Redis is pinged.
+    fn ready(&self) -> bool {
+        true
+    }
 }
 
 /// One all-or-nothing write.
