@@ -9,6 +9,7 @@
 pub mod agents;
 pub mod auth;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod error;
@@ -91,10 +92,14 @@ pub async fn run(
         }
     };
     let hub = Arc::new(Hub::new(store.clone(), metrics.clone()));
-    if let Some(client) = redis {
-        fanout::start(client, &hub, background.clone())
-            .map_err(|e| store::StoreError(format!("cannot start the fan-out thread: {e}")))?;
-    }
+    let cluster = match redis {
+        None => None,
+        Some(client) => {
+            fanout::start(client.clone(), &hub, background.clone())
+                .map_err(|e| store::StoreError(format!("cannot start the fan-out thread: {e}")))?;
+            Some(cluster::Cluster::new(client, &config.node_id))
+        }
+    };
     let (ledger, ledger_tasks, accepted) = Ledger::start(
         store.clone(),
         config.clone(),
@@ -104,17 +109,24 @@ pub async fn run(
     )?;
     let agents = Agents::new(config.command_ttl, config.task_timeout, ledger.clone(), metrics.clone());
     let system = Arc::new(SystemSampler::new(config.node_id.clone(), metrics.clone()));
-    let gw = Arc::new(Gateway::new(
-        config.clone(),
-        metrics,
-        store,
-        hub,
-        ledger.clone(),
-        agents.clone(),
-        system,
-        authenticator,
-    ));
+    let gw = Arc::new(
+        Gateway::new(
+            config.clone(),
+            metrics,
+            store,
+            hub,
+            ledger.clone(),
+            agents.clone(),
+            system,
+            authenticator,
+        )
+        .with_cluster(cluster.clone()),
+    );
 
+    if let Some(c) = &cluster {
+        agents.set_cluster(c.clone(), &config.node_id);
+        cluster::spawn(c.clone(), gw.clone(), background.clone());
+    }
     agents.spawn(accepted, background.clone());
     system::spawn_pusher(gw.clone(), config.system_metrics_interval, background.clone());
     spawn_sweeper(ledger.clone(), background.clone());

@@ -50,6 +50,8 @@ pub struct Gateway {
     per_ip: DashMap<IpAddr, usize>,
     /// When the node started.
     pub started: Instant,
+    /// The other nodes (with Redis).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// A slot of the per-IP connection cap, released on drop.
@@ -95,6 +97,7 @@ impl Gateway {
             next_conn: AtomicU64::new(1),
             per_ip: DashMap::new(),
             started: Instant::now(),
+            cluster: None,
         }
     }
 
@@ -110,6 +113,23 @@ impl Gateway {
     /// Moves to `phase`.
     pub fn set_phase(&self, phase: Phase) {
         self.phase.store(phase as u8, Ordering::Release);
+    }
+
+    /// Shows the other nodes (with Redis).
+    pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::Cluster>>) -> Gateway {
+        self.cluster = cluster;
+        self
+    }
+
+    /// `sample` with the cluster's totals (with Redis; unchanged otherwise).
+    pub fn with_cluster_totals(
+        &self,
+        mut sample: tether_protocol::server::SystemMetrics,
+    ) -> tether_protocol::server::SystemMetrics {
+        if let Some(c) = &self.cluster {
+            sample.cluster = Some(c.totals(&sample, self.agents.local_snapshot()));
+        }
+        sample
     }
 
     /// Whether `/readyz` says 200: serving, the last commit succeeded, and the

@@ -80,6 +80,7 @@ impl SystemSampler {
             agents: agents as u64,
             messages_in_per_s: round1(in_rate),
             messages_out_per_s: round1(out_rate),
+            cluster: None,
         };
         inner.latest = Some(sample.clone());
         sample
@@ -115,6 +116,7 @@ pub fn spawn_pusher(gw: Arc<crate::state::Gateway>, interval: Duration, stop: Ca
                 _ = tick.tick() => {}
             }
             let sample = gw.system.sample(gw.agents.online());
+            let sample = gw.with_cluster_totals(sample);
             let data = serde_json::to_value(&sample).expect("metrics serialize");
             if !gw.ledger.publish_now(SYSTEM_CHANNEL.to_owned(), data) {
                 tracing::warn!("ledger queue full: dropped a `system` push");

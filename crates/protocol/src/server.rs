@@ -117,6 +117,26 @@ pub struct SystemMetrics {
     pub messages_in_per_s: f64,
     /// Frames sent per second (over the last interval).
     pub messages_out_per_s: f64,
+    /// Totals over every node sharing this node's Redis (absent on a single
+    /// node with the embedded store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterTotals>,
+}
+
+/// `system_metrics.data.cluster`: the whole cluster, from each node's latest
+/// announced sample (at most a few seconds old).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterTotals {
+    /// Nodes announcing themselves (this one included).
+    pub nodes: u64,
+    /// Open WebSocket connections on all nodes.
+    pub connections: u64,
+    /// Distinct agents with at least one replica on some node.
+    pub agents: u64,
+    /// Frames received per second, summed.
+    pub messages_in_per_s: f64,
+    /// Frames sent per second, summed.
+    pub messages_out_per_s: f64,
 }
 
 /// `task.data`.

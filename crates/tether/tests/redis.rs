@@ -355,3 +355,90 @@ async fn a_redis_outage_fails_fast_loses_nothing_acknowledged_and_heals() {
     let rest = events(&mut sub, "ledger", (last - 10) as usize).await;
     assert_eq!(rest, (11..=last).collect::<Vec<u64>>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_status_and_system_metrics_show_the_whole_cluster() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = Redis::start(dir.path());
+    let a = node(&redis, dir.path(), "a");
+    let b = node(&redis, dir.path(), "b");
+
+    let (mut agent, _) = connect(&b.ws()).await;
+    let ack = request(
+        &mut agent,
+        json!({"type": "register", "id": "r1", "data": {"name": "receipt-processor", "commands": ["process_receipt"], "concurrency": 2}}),
+    )
+    .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let (mut dashboard, _) = connect(&a.ws()).await;
+
+    // Node a learns node b's agents through presence (refreshed every second).
+    let deadline = Instant::now() + WAIT;
+    let mut n = 0;
+    let entry = loop {
+        n += 1;
+        let status = request(
+            &mut dashboard,
+            json!({"type": "request_agent_status", "id": format!("q{n}")}),
+        )
+        .await;
+        let found = status["data"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|e| e["name"] == "receipt-processor")
+            .cloned();
+        if let Some(e) = found {
+            break e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node a never showed node b's agent: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(entry["replicas"], 1, "{entry}");
+    assert_eq!(entry["commands"], json!(["process_receipt"]), "{entry}");
+
+    let metrics = loop {
+        n += 1;
+        let m = request(
+            &mut dashboard,
+            json!({"type": "request_system_metrics", "id": format!("m{n}")}),
+        )
+        .await;
+        if m["data"]["cluster"]["connections"].as_u64() >= Some(2) || Instant::now() > deadline {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(metrics["data"]["node"], "a", "{metrics}");
+    assert_eq!(metrics["data"]["agents"], 0, "this node has no agent: {metrics}");
+    let cluster = &metrics["data"]["cluster"];
+    assert_eq!(cluster["nodes"], 2, "{metrics}");
+    assert_eq!(cluster["agents"], 1, "{metrics}");
+    assert!(cluster["connections"].as_u64() >= Some(2), "{metrics}");
+
+    // When node b dies, its agents leave the cluster view (presence expires).
+    b.kill9();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        n += 1;
+        let status = request(
+            &mut dashboard,
+            json!({"type": "request_agent_status", "id": format!("q{n}")}),
+        )
+        .await;
+        if status["data"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|e| e["name"] != "receipt-processor"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node b's agent stayed after it died: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
+use crate::cluster::{Cluster, Presence};
 use crate::connection::outbound::ConnHandle;
 use crate::ledger::{CompleteOp, Ledger};
 use crate::metrics::{Metrics, Sent};
@@ -36,6 +37,9 @@ pub struct Agents {
     rearm: Notify,
     /// The status array changed.
     changed: Notify,
+    /// The other nodes' agents (with Redis); `None` on a single node.
+    cluster: std::sync::OnceLock<Arc<Cluster>>,
+    node: std::sync::OnceLock<String>,
 }
 
 impl Agents {
@@ -47,7 +51,15 @@ impl Agents {
             metrics,
             rearm: Notify::new(),
             changed: Notify::new(),
+            cluster: std::sync::OnceLock::new(),
+            node: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Shows the cluster's agents (set once at start-up, with Redis).
+    pub fn set_cluster(&self, cluster: Arc<Cluster>, node: &str) {
+        let _ = self.cluster.set(cluster);
+        let _ = self.node.set(node.to_owned());
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
@@ -85,6 +97,19 @@ impl Agents {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = me.changed.notified() => {}
+                }
+                if let (Some(cluster), Some(node)) = (me.cluster.get(), me.node.get()) {
+                    // Announce the change first and read the others', so that
+                    // this push shows the cluster as it is now.
+                    let mine = Presence {
+                        node: node.clone(),
+                        agents: me.local_snapshot(),
+                        system: None,
+                    };
+                    let c = cluster.clone();
+                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || c.exchange(&mine)).await {
+                        tracing::debug!(error = %e, "presence refresh failed");
+                    }
                 }
                 let snapshot = me.snapshot();
                 let data = serde_json::to_value(&snapshot).expect("entries serialize");
@@ -139,8 +164,18 @@ impl Agents {
         Ok(())
     }
 
-    /// The `agent_status` array.
+    /// The `agent_status` array: this node's agents merged with the other
+    /// nodes' (with Redis).
     pub fn snapshot(&self) -> Vec<AgentStatusEntry> {
+        let local = self.local_snapshot();
+        match self.cluster.get() {
+            Some(c) => c.merge_agents(local),
+            None => local,
+        }
+    }
+
+    /// This node's agents only.
+    pub fn local_snapshot(&self) -> Vec<AgentStatusEntry> {
         self.with(|r| r.snapshot())
     }
 

@@ -21,7 +21,9 @@ impl Session {
     }
 
     pub(super) fn system_metrics(&self, id: &str) {
-        let data = self.gw.system.latest(self.gw.agents.online());
+        let data = self
+            .gw
+            .with_cluster_totals(self.gw.system.latest(self.gw.agents.online()));
         self.conn.send(
             Sent::SystemMetrics,
             json!({"type": "system_metrics", "id": id, "data": data}).to_string(),

@@ -860,6 +860,16 @@ export const SystemMetricsSchema = z.object({
   agents: u64,
   messages_in_per_s: z.number(),
   messages_out_per_s: z.number(),
+  /** Totals over every node sharing the gateway's Redis (absent on a single node). */
+  cluster: z
+    .object({
+      nodes: u64,
+      connections: u64,
+      agents: u64,
+      messages_in_per_s: z.number(),
+      messages_out_per_s: z.number(),
+    })
+    .optional(),
 });
 export type SystemMetrics = z.output<typeof SystemMetricsSchema>;
 
