@@ -31,7 +31,8 @@ pub const PRESENCE_EVERY: Duration = Duration::from_secs(1);
 
 const NODES_KEY: &str = "tether:nodes";
 
-fn presence_key(node: &str) -> String {
+/// Where `node` announces itself; it exists while the node is alive.
+pub fn presence_key(node: &str) -> String {
     format!("tether:presence:{node}")
 }
 

@@ -49,19 +49,36 @@ impl Watcher for FanoutWatcher {
     }
 }
 
-/// Starts the listener thread for `hub` and installs its watcher. The thread
-/// ends when `stop` is cancelled or the hub is dropped.
-pub fn start(client: redis::Client, hub: &Arc<Hub>, stop: CancellationToken) -> std::io::Result<()> {
+/// Receives the messages of the extra topics: `(topic, payload)`.
+pub type OnMessage = Box<dyn Fn(&str, &str) + Send>;
+
+/// Starts the listener thread for `hub` and installs its watcher; messages on
+/// `topics` (not channels) go to `on_message`. The thread ends when `stop` is
+/// cancelled or the hub is dropped.
+pub fn start(
+    client: redis::Client,
+    hub: &Arc<Hub>,
+    topics: Vec<String>,
+    on_message: OnMessage,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
     let (tx, rx) = mpsc::channel();
     let weak = Arc::downgrade(hub);
+    let extra = Extra { topics, on_message };
     std::thread::Builder::new()
         .name("tether-fanout".into())
-        .spawn(move || listen(client, weak, rx, stop))?;
+        .spawn(move || listen(client, weak, rx, &extra, stop))?;
     hub.set_watcher(Box::new(FanoutWatcher { tx }));
     Ok(())
 }
 
-fn listen(client: redis::Client, hub: Weak<Hub>, rx: Receiver<Cmd>, stop: CancellationToken) {
+/// Topics listened to for the whole life of the node.
+struct Extra {
+    topics: Vec<String>,
+    on_message: OnMessage,
+}
+
+fn listen(client: redis::Client, hub: Weak<Hub>, rx: Receiver<Cmd>, extra: &Extra, stop: CancellationToken) {
     let mut wanted: HashSet<String> = HashSet::new();
     let mut first = true;
     while !stop.is_cancelled() {
@@ -77,7 +94,7 @@ fn listen(client: redis::Client, hub: Weak<Hub>, rx: Receiver<Cmd>, stop: Cancel
                 continue;
             }
         };
-        match session(&mut con, &hub, &rx, &mut wanted, &stop) {
+        match session(&mut con, &hub, &rx, &mut wanted, extra, &stop) {
             Ok(()) => return,
             Err(e) => tracing::warn!(error = %e, "fan-out: redis connection lost; reconnecting"),
         }
@@ -101,10 +118,14 @@ fn session(
     hub: &Weak<Hub>,
     rx: &Receiver<Cmd>,
     wanted: &mut HashSet<String>,
+    extra: &Extra,
     stop: &CancellationToken,
 ) -> redis::RedisResult<()> {
     let mut ps = con.as_pubsub();
     ps.set_read_timeout(Some(POLL))?;
+    for topic in &extra.topics {
+        ps.subscribe(topic)?;
+    }
     for channel in wanted.iter() {
         ps.subscribe(event_topic(channel))?;
     }
@@ -135,8 +156,11 @@ fn session(
         match ps.get_message() {
             Ok(msg) => {
                 let topic = msg.get_channel_name().to_owned();
-                let Some(channel) = topic_channel(&topic) else { continue };
                 let Ok(payload) = msg.get_payload::<String>() else {
+                    continue;
+                };
+                let Some(channel) = topic_channel(&topic) else {
+                    (extra.on_message)(&topic, &payload);
                     continue;
                 };
                 let Some((seq, frame)) = parse_announcement(&payload) else {

@@ -104,6 +104,9 @@ enum Op {
     Publish(PublishOp),
     Command(CommandOp),
     Complete(CompleteOp),
+    /// Another node committed a command's outcome (shared store): answer the
+    /// requesters waiting here. Writes nothing.
+    Finished(CompleteOp),
     Sweep,
     /// Commit what came before, then stop.
     Stop,
@@ -119,7 +122,8 @@ enum Post {
     },
     Finish {
         task_id: String,
-        request_id: String,
+        /// `None` for an outcome committed by another node.
+        request_id: Option<String>,
         outcome: Outcome,
     },
     Dispatch(PendingCommand),
@@ -190,11 +194,15 @@ impl Ledger {
         let (dispatch_tx, dispatch_rx) = mpsc::unbounded_channel();
         let healthy = Arc::new(AtomicBool::new(true));
         let pending_count = pending.len();
+        let pending_ids = pending.iter().map(|c| c.task_id.clone()).collect();
         for cmd in pending {
             let _ = dispatch_tx.send(cmd);
         }
+        let shared = store.shared();
         let mut writer = Writer {
             store,
+            shared,
+            accepted: pending_ids,
             config,
             metrics: metrics.clone(),
             healthy: healthy.clone(),
@@ -247,6 +255,12 @@ impl Ledger {
         self.tx.send(Op::Complete(op)).await.map_err(|_| Stopped)
     }
 
+    /// Another node finished a command (from a thread outside the runtime):
+    /// its requesters waiting on this node get the result.
+    pub fn finished_elsewhere(&self, op: CompleteOp) -> Result<(), Stopped> {
+        self.tx.blocking_send(Op::Finished(op)).map_err(|_| Stopped)
+    }
+
     /// Asks for a retention and dedup sweep.
     pub fn sweep(&self) {
         let _ = self.tx.try_send(Op::Sweep);
@@ -270,6 +284,10 @@ struct Writer {
     pending: usize,
     /// Completions whose commit failed, tried again with the next batch.
     retry: Vec<Op>,
+    /// Commands this node accepted and has not seen finish (for `pending`).
+    accepted: std::collections::HashSet<String>,
+    /// Whether other nodes share the store.
+    shared: bool,
     out: mpsc::Sender<Vec<Out>>,
     dispatch: mpsc::UnboundedSender<PendingCommand>,
 }
@@ -345,6 +363,7 @@ impl Writer {
 
     fn fail(&mut self, ops: Vec<Op>) {
         let mut outs = Vec::new();
+        let mut remote = Vec::new();
         for op in ops {
             match op {
                 Op::Publish(p) => {
@@ -368,10 +387,17 @@ impl Writer {
                     });
                 }
                 Op::Complete(_) => self.retry.push(op),
+                // Wrote nothing: the waiters get their result all the same.
+                Op::Finished(f) => remote.push(Post::Finish {
+                    task_id: f.task_id,
+                    request_id: None,
+                    outcome: f.outcome,
+                }),
                 Op::Sweep | Op::Stop => {}
             }
         }
         let _ = self.out.blocking_send(outs);
+        self.release(remote);
     }
 
     fn apply(
@@ -387,6 +413,14 @@ impl Writer {
             Op::Command(c) => self.apply_command(w, c, now, new_commands, posts),
             Op::Complete(c) => self.apply_complete(w, c, now, posts),
             Op::Stop => Ok(()),
+            Op::Finished(f) => {
+                posts.push(Post::Finish {
+                    task_id: f.task_id.clone(),
+                    request_id: None,
+                    outcome: f.outcome.clone(),
+                });
+                Ok(())
+            }
             Op::Sweep => {
                 let config = self.config.clone();
                 let stats = w.sweep(now, &move |ch| config.retention_for(ch))?;
@@ -603,9 +637,10 @@ impl Writer {
         w.dedup_put(&cmd.principal, &cmd.request_id, &entry, self.expires(now))?;
         let inbox = inbox_data(&cmd.request_id, &c.outcome);
         self.append(w, &inbox_channel(&cmd.principal), None, &inbox, now, posts)?;
+        w.command_done(&cmd.task_id, &c.outcome)?;
         posts.push(Post::Finish {
             task_id: cmd.task_id,
-            request_id: cmd.request_id,
+            request_id: Some(cmd.request_id),
             outcome: c.outcome.clone(),
         });
         Ok(())
@@ -622,12 +657,18 @@ impl Writer {
                     request_id,
                     outcome,
                 } => {
-                    self.pending = self.pending.saturating_sub(1);
-                    if let Outcome::Gateway { code, .. } = &outcome {
-                        self.metrics.error(*code);
+                    // With a shared store the node that accepted a command may
+                    // not be the one that finishes it: each counts its own.
+                    if self.accepted.remove(&task_id) {
+                        self.pending = self.pending.saturating_sub(1);
+                    }
+                    if request_id.is_some() {
+                        if let Outcome::Gateway { code, .. } = &outcome {
+                            self.metrics.error(*code);
+                        }
                     }
                     for w in self.waiters.remove(&task_id).unwrap_or_default() {
-                        debug_assert_eq!(w.request_id, request_id);
+                        debug_assert!(request_id.as_ref().is_none_or(|r| *r == w.request_id));
                         let (kind, frame) = result_frame(&w.request_id, &outcome, w.duplicate);
                         outs.push(Out::Reply {
                             to: w.to,
@@ -639,7 +680,11 @@ impl Writer {
                 }
                 Post::Dispatch(cmd) => {
                     self.pending += 1;
-                    let _ = self.dispatch.send(cmd);
+                    self.accepted.insert(cmd.task_id.clone());
+                    // A shared store queued it for the cluster (see `tasks`).
+                    if !self.shared {
+                        let _ = self.dispatch.send(cmd);
+                    }
                 }
             }
         }

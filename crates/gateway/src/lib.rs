@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod state;
 pub mod store;
 pub mod system;
+pub mod tasks;
 pub mod tls;
 
 use std::future::Future;
@@ -40,7 +41,7 @@ use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::state::{Gateway, Phase};
 use crate::store::embedded::EmbeddedStore;
-use crate::store::redis::RedisStore;
+use crate::store::redis::{RedisStore, DONE_TOPIC, QUEUED_TOPIC};
 use crate::store::Store;
 use crate::system::SystemSampler;
 
@@ -92,14 +93,6 @@ pub async fn run(
         }
     };
     let hub = Arc::new(Hub::new(store.clone(), metrics.clone()));
-    let cluster = match redis {
-        None => None,
-        Some(client) => {
-            fanout::start(client.clone(), &hub, background.clone())
-                .map_err(|e| store::StoreError(format!("cannot start the fan-out thread: {e}")))?;
-            Some(cluster::Cluster::new(client, &config.node_id))
-        }
-    };
     let (ledger, ledger_tasks, accepted) = Ledger::start(
         store.clone(),
         config.clone(),
@@ -108,6 +101,26 @@ pub async fn run(
         config::DEFAULT_LEDGER_QUEUE,
     )?;
     let agents = Agents::new(config.command_ttl, config.task_timeout, ledger.clone(), metrics.clone());
+    let cluster = match redis {
+        None => None,
+        Some(client) => {
+            let wake = Arc::new(tokio::sync::Notify::new());
+            let on_message = cluster_messages(ledger.clone(), wake.clone());
+            let topics = vec![QUEUED_TOPIC.to_owned(), DONE_TOPIC.to_owned()];
+            fanout::start(client.clone(), &hub, topics, on_message, background.clone())
+                .map_err(|e| store::StoreError(format!("cannot start the fan-out thread: {e}")))?;
+            tasks::spawn(
+                client.clone(),
+                config.node_id.clone(),
+                config.command_ttl,
+                agents.clone(),
+                ledger.clone(),
+                wake,
+                background.clone(),
+            );
+            Some(cluster::Cluster::new(client, &config.node_id))
+        }
+    };
     let system = Arc::new(SystemSampler::new(config.node_id.clone(), metrics.clone()));
     let gw = Arc::new(
         Gateway::new(
@@ -172,6 +185,31 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What the fan-out thread does with the cluster's own topics: a queued task
+/// wakes the claiming loop; an outcome goes to the requesters waiting here.
+fn cluster_messages(ledger: Ledger, wake: Arc<tokio::sync::Notify>) -> fanout::OnMessage {
+    Box::new(move |topic, payload| {
+        if topic == QUEUED_TOPIC {
+            wake.notify_one();
+        } else if topic == DONE_TOPIC {
+            #[derive(serde::Deserialize)]
+            struct Done {
+                task_id: String,
+                outcome: store::Outcome,
+            }
+            match serde_json::from_str::<Done>(payload) {
+                Ok(d) => {
+                    let _ = ledger.finished_elsewhere(ledger::CompleteOp {
+                        task_id: d.task_id,
+                        outcome: d.outcome,
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "malformed command outcome announcement ignored"),
+            }
+        }
+    })
 }
 
 fn spawn_sweeper(ledger: Ledger, stop: CancellationToken) {

@@ -95,8 +95,39 @@ impl Drop for Redis {
 
 /// A node on `redis` with its own (unused) data dir.
 fn node(redis: &Redis, dir: &Path, name: &str) -> Gateway {
+    node_with(redis, dir, name, &[])
+}
+
+fn node_with(redis: &Redis, dir: &Path, name: &str, extra: &[&str]) -> Gateway {
     let data = dir.join(name);
-    Gateway::spawn(&data, &["--redis-url", &redis.url(), "--node-id", name])
+    let url = redis.url();
+    let mut args = vec!["--redis-url", url.as_str(), "--node-id", name];
+    args.extend_from_slice(extra);
+    Gateway::spawn(&data, &args)
+}
+
+/// Registers an agent replica for `process_receipt` on `url`.
+async fn agent(url: &str, name: &str) -> Ws {
+    let (mut ws, _) = connect(url).await;
+    let ack = request(
+        &mut ws,
+        json!({"type": "register", "id": "reg", "data": {"name": name, "commands": ["process_receipt"], "concurrency": 1}}),
+    )
+    .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    ws
+}
+
+/// The next `task` frame an agent gets.
+async fn task(ws: &mut Ws) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "no task arrived");
+        let v = next_json(ws).await.expect("task before close");
+        if v["type"] == "task" {
+            return v;
+        }
+    }
 }
 
 async fn request(ws: &mut Ws, frame: Value) -> Value {
@@ -441,4 +472,98 @@ async fn agent_status_and_system_metrics_show_the_whole_cluster() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_reaches_an_agent_on_another_node_and_its_result_comes_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = Redis::start(dir.path());
+    let a = node(&redis, dir.path(), "a");
+    let b = node(&redis, dir.path(), "b");
+    let c = node(&redis, dir.path(), "c");
+    let mut worker = agent(&b.ws(), "receipt-processor").await;
+
+    let (mut client, _) = connect(&format!("{}?client_id=shop", a.ws())).await;
+    let cmd = json!({"type": "process_receipt", "id": "r-1", "data": {"imageUrl": "1.jpg"}});
+    assert!(send(&mut client, &cmd).await);
+    let t = task(&mut worker).await;
+    assert_eq!(t["data"]["payload"]["imageUrl"], "1.jpg", "{t}");
+    assert_eq!(t["data"]["from"], "shop", "{t}");
+    let done = json!({"type": "task_result", "id": t["id"], "data": {"total": 42}});
+    assert!(send(&mut worker, &done).await);
+    let result = loop {
+        let v = next_json(&mut client).await.expect("result");
+        if v["id"] == "r-1" {
+            break v;
+        }
+    };
+    assert_eq!(result["type"], "result", "{result}");
+    assert_eq!(result["data"]["total"], 42, "{result}");
+
+    // The same id sent to a third node: the stored outcome, not a second task.
+    let (mut again, _) = connect(&format!("{}?client_id=shop", c.ws())).await;
+    let dup = request(&mut again, cmd).await;
+    assert_eq!(dup["type"], "result", "{dup}");
+    assert_eq!(dup["duplicate"], true, "{dup}");
+    assert_eq!(dup["data"]["total"], 42, "{dup}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_node_died_goes_to_a_replica_on_another_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = Redis::start(dir.path());
+    let a = node(&redis, dir.path(), "a");
+    let b = node(&redis, dir.path(), "b");
+    let c = node(&redis, dir.path(), "c");
+    let mut first = agent(&b.ws(), "receipt-processor").await;
+
+    let (mut client, _) = connect(&format!("{}?client_id=shop", a.ws())).await;
+    assert!(
+        send(
+            &mut client,
+            &json!({"type": "process_receipt", "id": "r-9", "data": {"n": 9}})
+        )
+        .await
+    );
+    let t1 = task(&mut first).await;
+
+    // Node b dies mid-task (its agent with it); a replica appears on node c.
+    b.kill9();
+    drop(first);
+    let mut second = agent(&c.ws(), "receipt-processor").await;
+    let t2 = task(&mut second).await;
+    assert_eq!(t2["id"], t1["id"], "redelivered with the same task id");
+    assert_eq!(t2["data"]["payload"]["n"], 9);
+    assert!(
+        send(
+            &mut second,
+            &json!({"type": "task_result", "id": t2["id"], "data": {"ok": true}})
+        )
+        .await
+    );
+    let result = loop {
+        let v = next_json(&mut client).await.expect("result");
+        if v["id"] == "r-9" {
+            break v;
+        }
+    };
+    assert_eq!(result["type"], "result", "{result}");
+    assert_eq!(result["data"]["ok"], true, "{result}");
+    assert!(result.get("duplicate").is_none(), "answered once: {result}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_no_node_can_handle_ends_with_no_handler_after_command_ttl() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = Redis::start(dir.path());
+    let a = node_with(&redis, dir.path(), "a", &["--command-ttl", "1s"]);
+    let _b = node_with(&redis, dir.path(), "b", &["--command-ttl", "1s"]);
+    let (mut client, _) = connect(&format!("{}?client_id=shop", a.ws())).await;
+    let reply = request(
+        &mut client,
+        json!({"type": "process_receipt", "id": "lonely", "data": {}}),
+    )
+    .await;
+    assert_eq!(reply["type"], "error", "{reply}");
+    assert_eq!(reply["error"]["code"], "no_handler", "{reply}");
 }

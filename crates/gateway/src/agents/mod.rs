@@ -174,6 +174,22 @@ impl Agents {
         }
     }
 
+    /// Per command, the tasks local replicas could start now.
+    pub fn free_slots(&self) -> std::collections::BTreeMap<String, u32> {
+        self.with(|r| r.free_slots())
+    }
+
+    /// Queued tasks no local replica handles any more (taken out).
+    pub fn take_stranded(&self) -> Vec<PendingCommand> {
+        self.with(|r| r.take_stranded())
+    }
+
+    /// Hands a command (claimed from the cluster's queue) to the registry.
+    pub async fn enqueue(&self, cmd: PendingCommand) {
+        let actions = self.with(|r| r.enqueue(cmd, Instant::now()));
+        self.act_and_rearm(actions).await;
+    }
+
     /// This node's agents only.
     pub fn local_snapshot(&self) -> Vec<AgentStatusEntry> {
         self.with(|r| r.snapshot())

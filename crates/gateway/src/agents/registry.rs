@@ -366,6 +366,61 @@ impl Registry {
         actions
     }
 
+    /// Per command: how many more tasks the local replicas could start now
+    /// (free concurrency of replicas not in `error`, less the tasks already
+    /// queued here for it). With a shared store, this node claims that many
+    /// from the cluster's queue.
+    pub fn free_slots(&self) -> BTreeMap<String, u32> {
+        let mut free: BTreeMap<String, u32> = BTreeMap::new();
+        for r in self.agents.values().flat_map(|a| a.replicas.values()) {
+            if r.state == AgentState::Error {
+                continue;
+            }
+            let slots = r.concurrency.saturating_sub(r.in_flight.len() as u32);
+            for c in &r.commands {
+                *free.entry(c.clone()).or_default() += slots;
+            }
+        }
+        for task_id in &self.queue {
+            if let Some(n) = self.tasks.get(task_id).and_then(|t| free.get_mut(&t.cmd.command)) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        free.retain(|_, n| *n > 0);
+        free
+    }
+
+    /// Removes and returns the queued tasks that no local replica handles any
+    /// more (their replica left): with a shared store they go back to the
+    /// cluster's queue for another node instead of waiting here.
+    pub fn take_stranded(&mut self) -> Vec<PendingCommand> {
+        let handled: BTreeSet<&String> = self
+            .agents
+            .values()
+            .flat_map(|a| a.replicas.values())
+            .flat_map(|r| r.commands.iter())
+            .collect();
+        let stranded: Vec<String> = self
+            .queue
+            .iter()
+            .filter(|t| {
+                self.tasks
+                    .get(*t)
+                    .is_some_and(|task| !handled.contains(&task.cmd.command))
+            })
+            .cloned()
+            .collect();
+        let mut out = Vec::new();
+        for task_id in stranded {
+            self.queue.retain(|t| t != &task_id);
+            if let Some(task) = self.tasks.remove(&task_id) {
+                self.deadlines.remove(&(task.deadline, task_id));
+                out.push(task.cmd);
+            }
+        }
+        out
+    }
+
     /// Agents with at least one replica.
     pub fn online(&self) -> usize {
         self.agents.values().filter(|a| !a.replicas.is_empty()).count()

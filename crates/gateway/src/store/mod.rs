@@ -136,6 +136,11 @@ pub trait Store: Send + Sync + 'static {
     fn ready(&self) -> bool {
         true
     }
+    /// Whether other nodes share this store: commands then go through the
+    /// cluster's queue (see `tasks`) instead of straight to this node's agents.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// One all-or-nothing write.
@@ -154,6 +159,11 @@ pub trait StoreWrite {
     fn command_put(&mut self, command: &PendingCommand) -> Result<(), StoreError>;
     /// Removes and returns a pending command.
     fn command_take(&mut self, task_id: &str) -> Result<Option<PendingCommand>, StoreError>;
+    /// Announces a command's outcome to the other nodes (their waiting
+    /// requesters), with the commit. A store of one node has nobody to tell.
+    fn command_done(&mut self, _task_id: &str, _outcome: &Outcome) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Drops events beyond each channel's retention and expired dedup keys.
     fn sweep(&mut self, now_ms: u64, retention: &dyn Fn(&str) -> Retention) -> Result<SweepStats, StoreError>;
     /// Makes every change durable, or none.

@@ -7,8 +7,11 @@
 //! epoch for the whole store, made when the key is missing: when Redis lost its
 //! data, history is gone and clients learn it through `recovered: false`),
 //! `dedup:<len(principal)>:<principal>:<id>` (a `(principal, id)` key, expiring
-//! after the dedup window) and `node:<node>:commands` (this node's pending
-//! commands; agents are node-local for now).
+//! after the dedup window), and the cluster's commands: `cmd:<task>` (a pending
+//! command), `q:<command>` (task ids waiting for an agent, oldest first),
+//! `queued` (a sorted set: waiting task → when it started waiting, for
+//! `command_ttl`), `claimed:<node>` (tasks a node took for its agents) and
+//! `claimants` (nodes that may hold claims); see `tasks.rs` for who moves them.
 //!
 //! **Writes are optimistic transactions.** A [`RedisWrite`] `WATCH`es every key
 //! it reads (the epoch, each channel's seq, each dedup key), queues its changes
@@ -30,7 +33,7 @@ use std::time::Duration;
 
 use redis::{Client, Connection, Pipeline, Value};
 
-use super::{DedupEntry, PendingCommand, Store, StoreError, StoreWrite, StoredEvent, SweepStats};
+use super::{DedupEntry, Outcome, PendingCommand, Store, StoreError, StoreWrite, StoredEvent, SweepStats};
 use crate::clock::{now_ms, random_id};
 use crate::config::Retention;
 
@@ -58,8 +61,28 @@ fn dedup_key(principal: &str, id: &str) -> String {
     format!("tether:dedup:{}:{principal}:{id}", principal.len())
 }
 
-fn commands_key(node: &str) -> String {
-    format!("tether:node:{node}:commands")
+/// A pending command.
+pub fn command_key(task_id: &str) -> String {
+    format!("tether:cmd:{task_id}")
+}
+
+/// The queue of tasks waiting for an agent that handles `command`.
+pub fn queue_key(command: &str) -> String {
+    format!("tether:q:{command}")
+}
+
+/// Tasks waiting in some queue, scored by when they started waiting (ms).
+pub const QUEUED_KEY: &str = "tether:queued";
+/// Nodes that may hold claimed tasks.
+pub const CLAIMANTS_KEY: &str = "tether:claimants";
+/// Announces `<command>` when a task is queued for it.
+pub const QUEUED_TOPIC: &str = "tether:queued";
+/// Announces `{"task_id":…,"outcome":…}` when a command finished.
+pub const DONE_TOPIC: &str = "tether:done";
+
+/// The tasks `node` took for its agents.
+pub fn claimed_key(node: &str) -> String {
+    format!("tether:claimed:{node}")
 }
 
 /// The Pub/Sub channel on which `channel`'s events are announced.
@@ -240,15 +263,13 @@ impl Store for RedisStore {
         }
     }
 
+    /// Nothing to dispatch here: the cluster's queue holds pending commands.
+    /// A node starting again under the same id first puts back what it had
+    /// claimed before (its agents' connections are gone).
     fn pending_commands(&self) -> Result<Vec<PendingCommand>, StoreError> {
-        let key = commands_key(&self.inner.node);
-        let raw: Vec<String> = self.inner.read(|c| redis::cmd("HVALS").arg(&key).query(c))?;
-        let mut commands = raw
-            .iter()
-            .map(|j| serde_json::from_str(j).map_err(|e| StoreError(format!("redis: pending command: {e}"))))
-            .collect::<Result<Vec<PendingCommand>, _>>()?;
-        commands.sort_by_key(|c| c.accepted_ms);
-        Ok(commands)
+        let node = self.inner.node.clone();
+        self.inner.read(|c| crate::tasks::requeue_claims(c, &node, now_ms()))?;
+        Ok(Vec::new())
     }
 
     fn write(&self) -> Result<Box<dyn StoreWrite>, StoreError> {
@@ -283,6 +304,10 @@ impl Store for RedisStore {
             }
         }
         Ok(Box::new(w))
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 
     fn ready(&self) -> bool {
@@ -402,14 +427,26 @@ impl StoreWrite for RedisWrite {
 
     fn command_put(&mut self, command: &PendingCommand) -> Result<(), StoreError> {
         let json = serde_json::to_string(command).map_err(|e| StoreError(format!("redis: pending command: {e}")))?;
+        let task = &command.task_id;
+        self.pipe.cmd("SET").arg(command_key(task)).arg(json).ignore();
         self.pipe
-            .cmd("HSET")
-            .arg(commands_key(&self.inner.node))
-            .arg(&command.task_id)
-            .arg(json)
+            .cmd("RPUSH")
+            .arg(queue_key(&command.command))
+            .arg(task)
             .ignore();
-        self.queued += 1;
-        self.commands.insert(command.task_id.clone(), Some(command.clone()));
+        self.pipe
+            .cmd("ZADD")
+            .arg(QUEUED_KEY)
+            .arg(command.accepted_ms)
+            .arg(task)
+            .ignore();
+        self.pipe
+            .cmd("PUBLISH")
+            .arg(QUEUED_TOPIC)
+            .arg(&command.command)
+            .ignore();
+        self.queued += 4;
+        self.commands.insert(task.clone(), Some(command.clone()));
         Ok(())
     }
 
@@ -417,8 +454,9 @@ impl StoreWrite for RedisWrite {
         let found = match self.commands.get(task_id) {
             Some(known) => known.clone(),
             None => {
-                let key = commands_key(&self.inner.node);
-                let raw: Option<String> = self.run(|c| redis::cmd("HGET").arg(&key).arg(task_id).query(c))?;
+                // Watched: of two nodes finishing one task (a late result and
+                // the reaper's no_handler), only one commits.
+                let raw: Option<String> = self.watch_get(&command_key(task_id))?;
                 match raw {
                     None => None,
                     Some(j) => {
@@ -427,16 +465,32 @@ impl StoreWrite for RedisWrite {
                 }
             }
         };
-        if found.is_some() {
+        if let Some(cmd) = &found {
+            self.pipe.cmd("DEL").arg(command_key(task_id)).ignore();
+            self.pipe.cmd("ZREM").arg(QUEUED_KEY).arg(task_id).ignore();
             self.pipe
-                .cmd("HDEL")
-                .arg(commands_key(&self.inner.node))
+                .cmd("LREM")
+                .arg(queue_key(&cmd.command))
+                .arg(0)
                 .arg(task_id)
                 .ignore();
-            self.queued += 1;
+            self.pipe
+                .cmd("SREM")
+                .arg(claimed_key(&self.inner.node))
+                .arg(task_id)
+                .ignore();
+            self.queued += 4;
         }
         self.commands.insert(task_id.to_owned(), None);
         Ok(found)
+    }
+
+    fn command_done(&mut self, task_id: &str, outcome: &Outcome) -> Result<(), StoreError> {
+        let json = serde_json::to_string(&serde_json::json!({"task_id": task_id, "outcome": outcome}))
+            .map_err(|e| StoreError(format!("redis: outcome: {e}")))?;
+        self.pipe.cmd("PUBLISH").arg(DONE_TOPIC).arg(json).ignore();
+        self.queued += 1;
+        Ok(())
     }
 
     fn sweep(&mut self, now_ms: u64, retention: &dyn Fn(&str) -> Retention) -> Result<SweepStats, StoreError> {
