@@ -147,6 +147,7 @@ enum Out {
 #[derive(Clone)]
 struct Waiter {
     to: Reply,
+    principal: String,
     request_id: String,
     duplicate: bool,
 }
@@ -194,7 +195,10 @@ impl Ledger {
         let (dispatch_tx, dispatch_rx) = mpsc::unbounded_channel();
         let healthy = Arc::new(AtomicBool::new(true));
         let pending_count = pending.len();
-        let pending_ids = pending.iter().map(|c| c.task_id.clone()).collect();
+        let pending_ids = pending
+            .iter()
+            .map(|c| (c.task_id.clone(), (c.principal.clone(), c.request_id.clone())))
+            .collect();
         for cmd in pending {
             let _ = dispatch_tx.send(cmd);
         }
@@ -284,8 +288,9 @@ struct Writer {
     pending: usize,
     /// Completions whose commit failed, tried again with the next batch.
     retry: Vec<Op>,
-    /// Commands this node accepted and has not seen finish (for `pending`).
-    accepted: std::collections::HashSet<String>,
+    /// Commands this node accepted and has not seen finish (for `pending`):
+    /// task id → (principal, request id).
+    accepted: HashMap<String, (String, String)>,
     /// Whether other nodes share the store.
     shared: bool,
     out: mpsc::Sender<Vec<Out>>,
@@ -427,7 +432,44 @@ impl Writer {
                 if stats.events + stats.dedup_keys > 0 {
                     tracing::debug!(events = stats.events, dedup_keys = stats.dedup_keys, "retention sweep");
                 }
+                if self.shared {
+                    self.reconcile(posts);
+                }
                 Ok(())
+            }
+        }
+    }
+
+    /// With a shared store, outcomes committed by other nodes arrive as
+    /// `tether:done` messages, which Pub/Sub may lose (a reconnect, an outage).
+    /// Every sweep therefore looks up the commands this node still waits for
+    /// and finishes those whose outcome is stored: no requester waits forever
+    /// and `pending` does not leak.
+    fn reconcile(&self, posts: &mut Vec<Post>) {
+        let mut asked: HashMap<&str, (&str, &str)> = HashMap::new();
+        for (task, (principal, id)) in &self.accepted {
+            asked.insert(task, (principal, id));
+        }
+        for (task, waiters) in &self.waiters {
+            if let Some(w) = waiters.first() {
+                asked.entry(task).or_insert((&w.principal, &w.request_id));
+            }
+        }
+        for (task, (principal, id)) in asked {
+            match self.store.dedup_read(principal, id) {
+                Ok(Some(DedupEntry::Command {
+                    task_id,
+                    outcome: Some(outcome),
+                })) if task_id == task => posts.push(Post::Finish {
+                    task_id,
+                    request_id: None,
+                    outcome,
+                }),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "reconciling waiting commands failed; next sweep");
+                    return;
+                }
             }
         }
     }
@@ -541,6 +583,7 @@ impl Writer {
         };
         let waiter = |duplicate| Waiter {
             to: c.reply.clone(),
+            principal: c.principal.clone(),
             request_id: c.id.clone(),
             duplicate,
         };
@@ -659,7 +702,7 @@ impl Writer {
                 } => {
                     // With a shared store the node that accepted a command may
                     // not be the one that finishes it: each counts its own.
-                    if self.accepted.remove(&task_id) {
+                    if self.accepted.remove(&task_id).is_some() {
                         self.pending = self.pending.saturating_sub(1);
                     }
                     if request_id.is_some() {
@@ -680,7 +723,8 @@ impl Writer {
                 }
                 Post::Dispatch(cmd) => {
                     self.pending += 1;
-                    self.accepted.insert(cmd.task_id.clone());
+                    self.accepted
+                        .insert(cmd.task_id.clone(), (cmd.principal.clone(), cmd.request_id.clone()));
                     // A shared store queued it for the cluster (see `tasks`).
                     if !self.shared {
                         let _ = self.dispatch.send(cmd);

@@ -136,6 +136,12 @@ pub trait Store: Send + Sync + 'static {
     fn ready(&self) -> bool {
         true
     }
+    /// The live entry of `(principal, id)`, read outside any write (a shared
+    /// store's ledger looks up outcomes other nodes committed). The embedded
+    /// store, never shared, has no need to answer.
+    fn dedup_read(&self, _principal: &str, _id: &str) -> Result<Option<DedupEntry>, StoreError> {
+        Ok(None)
+    }
     /// Whether other nodes share this store: commands then go through the
     /// cluster's queue (see `tasks`) instead of straight to this node's agents.
     fn shared(&self) -> bool {

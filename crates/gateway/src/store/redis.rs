@@ -310,6 +310,13 @@ impl Store for RedisStore {
         true
     }
 
+    fn dedup_read(&self, principal: &str, id: &str) -> Result<Option<DedupEntry>, StoreError> {
+        let key = dedup_key(principal, id);
+        let raw: Option<String> = self.inner.read(|c| redis::cmd("GET").arg(&key).query(c))?;
+        raw.map(|j| serde_json::from_str(&j).map_err(|e| StoreError(format!("redis: dedup entry: {e}"))))
+            .transpose()
+    }
+
     fn ready(&self) -> bool {
         self.inner
             .read(|c| redis::cmd("PING").query::<String>(c))
