@@ -8,10 +8,10 @@
 //! agents leave the cluster view. What is merged: replicas, in-flight,
 //! processed and failed add up; commands are united; the latency is the mean
 //! weighted by processed tasks; `last_seen` is the latest; the status is the
-//! busiest (`busy` > `idle` > `error` > `offline`).
+//! most available (`idle` > `busy` > `error` > `offline`).
 //!
-//! **Boundary:** presence is informational. Commands are still routed to the
-//! agents of the node that accepted them (cross-node routing comes later).
+//! **Boundary:** presence is informational, plus one judgement: a node whose
+//! presence expired is dead, and `tasks` requeues its claims.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -53,6 +53,8 @@ pub struct Cluster {
     node: String,
     others: Mutex<Vec<Presence>>,
     con: Mutex<Option<redis::Connection>>,
+    /// Since when every presence refresh succeeded (none failed since).
+    healthy_since: Mutex<Option<std::time::Instant>>,
 }
 
 impl Cluster {
@@ -63,7 +65,28 @@ impl Cluster {
             node: node.to_owned(),
             others: Mutex::new(Vec::new()),
             con: Mutex::new(None),
+            healthy_since: Mutex::new(None),
         })
+    }
+
+    /// Whether this node's own presence has been refreshed without a failure
+    /// for longer than [`PRESENCE_TTL`]: only then may it judge another node
+    /// dead by its expired presence (after a Redis outage every presence
+    /// expired, and nobody is dead).
+    pub fn may_judge(&self) -> bool {
+        self.healthy_since
+            .lock()
+            .expect("healthy_since")
+            .is_some_and(|t| t.elapsed() > PRESENCE_TTL + PRESENCE_EVERY)
+    }
+
+    fn note(&self, ok: bool) {
+        let mut h = self.healthy_since.lock().expect("healthy_since");
+        match (ok, h.is_some()) {
+            (true, false) => *h = Some(std::time::Instant::now()),
+            (false, _) => *h = None,
+            _ => {}
+        }
     }
 
     fn with_con<T>(&self, f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
@@ -80,6 +103,12 @@ impl Cluster {
 
     /// Announces `mine` and reads the other nodes' presence (blocking I/O).
     pub fn exchange(&self, mine: &Presence) -> Result<(), StoreError> {
+        let r = self.exchange_once(mine);
+        self.note(r.is_ok());
+        r
+    }
+
+    fn exchange_once(&self, mine: &Presence) -> Result<(), StoreError> {
         let json = serde_json::to_string(mine).map_err(|e| StoreError(format!("presence: {e}")))?;
         let ttl = PRESENCE_TTL.as_millis() as u64;
         let nodes: Vec<String> = self.with_con(|c| {
@@ -172,10 +201,12 @@ impl Cluster {
     }
 }
 
+/// The cluster status is the most available of the nodes' (the protocol:
+/// `busy` only when every replica not in error is busy).
 fn status_rank(s: &str) -> u8 {
     match s {
-        "busy" => 3,
-        "idle" => 2,
+        "idle" => 3,
+        "busy" => 2,
         "error" => 1,
         _ => 0,
     }
@@ -274,7 +305,7 @@ mod tests {
         assert_eq!(merged.len(), 2);
         let ocr = merged.iter().find(|e| e.name == "ocr").expect("ocr");
         assert_eq!((ocr.replicas, ocr.in_flight, ocr.processed, ocr.failed), (3, 2, 40, 2));
-        assert_eq!(ocr.status, "busy");
+        assert_eq!(ocr.status, "idle", "idle on one node: not every replica is busy");
         assert!((ocr.avg_latency_ms - 25.0).abs() < 1e-9);
         assert_eq!(ocr.last_seen, 30);
         assert_eq!(merged[0].name, "mail", "sorted by name");

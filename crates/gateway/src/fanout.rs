@@ -26,6 +26,8 @@ use crate::store::redis::{connect, event_topic, parse_announcement, topic_channe
 
 /// How often the listener looks at its command queue while no message comes.
 const POLL: Duration = Duration::from_millis(50);
+/// How long a (un)subscribe confirmation may take.
+const CONFIRM: Duration = Duration::from_secs(2);
 /// Wait before reconnecting after Redis failed.
 const RECONNECT_DELAY: Duration = Duration::from_millis(250);
 
@@ -122,15 +124,13 @@ fn session(
     stop: &CancellationToken,
 ) -> redis::RedisResult<()> {
     let mut ps = con.as_pubsub();
+    ps.set_read_timeout(Some(CONFIRM))?;
+    let mut topics: Vec<String> = extra.topics.clone();
+    topics.extend(wanted.iter().map(|c| event_topic(c)));
+    ps.subscribe(&topics)?;
     ps.set_read_timeout(Some(POLL))?;
-    for topic in &extra.topics {
-        ps.subscribe(topic)?;
-    }
     for channel in wanted.iter() {
-        ps.subscribe(event_topic(channel))?;
-    }
-    for channel in wanted.iter() {
-        catch_up(hub, channel);
+        catch_up(hub, channel)?;
     }
     loop {
         if stop.is_cancelled() {
@@ -142,13 +142,17 @@ fn session(
             match cmd {
                 Cmd::Watch(c) => {
                     if wanted.insert(c.clone()) {
+                        ps.set_read_timeout(Some(CONFIRM))?;
                         ps.subscribe(event_topic(&c))?;
-                        catch_up(hub, &c);
+                        ps.set_read_timeout(Some(POLL))?;
+                        catch_up(hub, &c)?;
                     }
                 }
                 Cmd::Unwatch(c) => {
                     if wanted.remove(&c) {
+                        ps.set_read_timeout(Some(CONFIRM))?;
                         ps.unsubscribe(event_topic(&c))?;
+                        ps.set_read_timeout(Some(POLL))?;
                     }
                 }
             }
@@ -177,10 +181,14 @@ fn session(
     }
 }
 
-fn catch_up(hub: &Weak<Hub>, channel: &str) {
+/// Catches `channel` up from the store; a failure ends the connection, so
+/// that the reconnect catches every channel up again.
+fn catch_up(hub: &Weak<Hub>, channel: &str) -> redis::RedisResult<()> {
     if let Some(h) = hub.upgrade() {
         if let Err(e) = h.catch_up(channel) {
-            tracing::warn!(%channel, error = %e, "fan-out: catching up from the store failed");
+            tracing::warn!(%channel, error = %e, "fan-out: catching up from the store failed; reconnecting");
+            return Err(redis::RedisError::from((redis::ErrorKind::Io, "catch-up failed")));
         }
     }
+    Ok(())
 }

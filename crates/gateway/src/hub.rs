@@ -94,17 +94,24 @@ impl Hub {
         let _ = self.watcher.set(watcher);
     }
 
-    fn channel(&self, name: &str) -> Result<Arc<Channel>, StoreError> {
+    /// The channel's state, created if needed. `known` is the store's last
+    /// seq read beforehand (a shared store: no I/O under the map's lock); the
+    /// embedded store is read under the lock instead.
+    fn channel(&self, name: &str, known: Option<u64>) -> Result<Arc<Channel>, StoreError> {
         if let Some(c) = self.channels.get(name) {
             return Ok(c.clone());
         }
         // The seq is read while the map shard is locked, so a delivery that
         // misses this entry was committed before the read and is counted in it.
+        // With a shared store, catching up settles what a stale read missed.
         let entry = self.channels.entry(name.to_owned());
         let c = match entry {
             dashmap::Entry::Occupied(o) => o.get().clone(),
             dashmap::Entry::Vacant(v) => {
-                let seq = self.store.last_seq(name)?;
+                let seq = match known {
+                    Some(seq) => seq,
+                    None => self.store.last_seq(name)?,
+                };
                 let c = Arc::new(Channel {
                     state: Mutex::new(ChannelState {
                         seq,
@@ -131,12 +138,39 @@ impl Hub {
         channel: &str,
         since: Option<RecoverFrom>,
     ) -> Result<Subscribed, StoreError> {
+        // With a shared store, Redis is read before any lock is taken (a slow
+        // Redis must not hold up other tasks waiting on these locks), and the
+        // node's delivered seq is brought up to the store's before the ack,
+        // so the ack and `recovered` judge by what is stored, not by what
+        // this node's Pub/Sub happened to deliver so far.
+        let shared = self.store.shared();
+        let (known, first) = if shared {
+            let last = self.store.last_seq(channel)?;
+            let first = match &since {
+                Some(from) => self.store.first_retained(channel, from.not_before_ms)?,
+                None => None,
+            };
+            (Some(last), Some(first))
+        } else {
+            (None, None)
+        };
         loop {
-            let ch = self.channel(channel)?;
+            let ch = self.channel(channel, known)?;
             let mut st = ch.state.lock().expect("channel lock");
-            if !st.dead {
-                return self.subscribe_locked(&mut st, conn, id, channel, since);
+            if st.dead {
+                continue;
             }
+            if let Some(last) = known {
+                if last > st.seq {
+                    Self::fill(&mut st, channel, last);
+                }
+            }
+            let result = self.subscribe_locked(&mut st, conn, id, channel, since, first);
+            if result.is_err() && st.subscribers.is_empty() {
+                drop(st);
+                self.forget_if_idle(channel);
+            }
+            return result;
         }
     }
 
@@ -147,6 +181,7 @@ impl Hub {
         id: &str,
         channel: &str,
         since: Option<RecoverFrom>,
+        first: Option<Option<u64>>,
     ) -> Result<Subscribed, StoreError> {
         let epoch = self.store.epoch(channel);
         let mut data = json!({"channel": channel, "seq": st.seq, "epoch": epoch});
@@ -158,10 +193,11 @@ impl Hub {
                 let recoverable = same_epoch
                     && from.seq <= st.seq
                     && (from.seq == st.seq
-                        || self
-                            .store
-                            .first_retained(channel, from.not_before_ms)?
-                            .is_some_and(|first| first <= from.seq + 1));
+                        || match first {
+                            Some(known) => known,
+                            None => self.store.first_retained(channel, from.not_before_ms)?,
+                        }
+                        .is_some_and(|first| first <= from.seq + 1));
                 data["recovered"] = recoverable.into();
                 if recoverable && from.seq < st.seq {
                     replay = Some(Replay {
@@ -208,14 +244,17 @@ impl Hub {
     }
 
     fn forget_if_idle(&self, channel: &str) {
-        let removed = self.channels.remove_if(channel, |_, c| {
+        let watcher = self.watcher.get();
+        self.channels.remove_if(channel, |_, c| {
             let mut st = c.state.lock().expect("channel lock");
             st.dead = st.subscribers.is_empty();
+            // Told while the map's shard is still locked, so that a subscribe
+            // re-creating the channel tells `watch` after this `unwatch`.
+            if let (true, Some(w)) = (st.dead, watcher) {
+                w.unwatch(channel);
+            }
             st.dead
         });
-        if let (Some(_), Some(w)) = (removed, self.watcher.get()) {
-            w.unwatch(channel);
-        }
     }
 
     /// Brings `channel`'s subscribers up to the store's last seq (a replay of
@@ -225,8 +264,10 @@ impl Hub {
         let Some(ch) = self.channels.get(channel).map(|c| c.clone()) else {
             return Ok(());
         };
-        let mut st = ch.state.lock().expect("channel lock");
+        // Read before locking: the seq only grows, so a stale read at worst
+        // leaves the rest to the next event's hole fill.
         let last = self.store.last_seq(channel)?;
+        let mut st = ch.state.lock().expect("channel lock");
         if last > st.seq {
             Self::fill(&mut st, channel, last);
         }

@@ -34,6 +34,8 @@ use crate::store::{DedupEntry, Outcome, PendingCommand, Store, StoreError, Store
 const MAX_GROUP: usize = 4096;
 /// Committed batches waiting for the dispatcher.
 const DISPATCH_QUEUE: usize = 256;
+/// Waiting commands looked up per sweep (shared store).
+const RECONCILE_PER_SWEEP: usize = 500;
 /// Times a group is run again after losing a race with another node before
 /// its operations are answered `internal` (retryable).
 const MAX_CONFLICT_RETRIES: u32 = 50;
@@ -259,10 +261,11 @@ impl Ledger {
         self.tx.send(Op::Complete(op)).await.map_err(|_| Stopped)
     }
 
-    /// Another node finished a command (from a thread outside the runtime):
-    /// its requesters waiting on this node get the result.
-    pub fn finished_elsewhere(&self, op: CompleteOp) -> Result<(), Stopped> {
-        self.tx.blocking_send(Op::Finished(op)).map_err(|_| Stopped)
+    /// Another node finished a command: its requesters waiting on this node
+    /// get the result. Never waits: when the queue is full the message is
+    /// dropped, and the next sweep's reconcile answers them instead.
+    pub fn finished_elsewhere(&self, op: CompleteOp) -> bool {
+        self.tx.try_send(Op::Finished(op)).is_ok()
     }
 
     /// Asks for a retention and dedup sweep.
@@ -455,7 +458,8 @@ impl Writer {
                 asked.entry(task).or_insert((&w.principal, &w.request_id));
             }
         }
-        for (task, (principal, id)) in asked {
+        // Bounded per sweep; whatever is left is looked up by the next one.
+        for (task, (principal, id)) in asked.into_iter().take(RECONCILE_PER_SWEEP) {
             match self.store.dedup_read(principal, id) {
                 Ok(Some(DedupEntry::Command {
                     task_id,

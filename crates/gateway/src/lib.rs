@@ -109,16 +109,18 @@ pub async fn run(
             let topics = vec![QUEUED_TOPIC.to_owned(), DONE_TOPIC.to_owned()];
             fanout::start(client.clone(), &hub, topics, on_message, background.clone())
                 .map_err(|e| store::StoreError(format!("cannot start the fan-out thread: {e}")))?;
+            let cluster = cluster::Cluster::new(client.clone(), &config.node_id);
             tasks::spawn(
-                client.clone(),
+                client,
                 config.node_id.clone(),
                 config.command_ttl,
                 agents.clone(),
                 ledger.clone(),
+                cluster.clone(),
                 wake,
                 background.clone(),
             );
-            Some(cluster::Cluster::new(client, &config.node_id))
+            Some(cluster)
         }
     };
     let system = Arc::new(SystemSampler::new(config.node_id.clone(), metrics.clone()));
@@ -201,10 +203,13 @@ fn cluster_messages(ledger: Ledger, wake: Arc<tokio::sync::Notify>) -> fanout::O
             }
             match serde_json::from_str::<Done>(payload) {
                 Ok(d) => {
-                    let _ = ledger.finished_elsewhere(ledger::CompleteOp {
+                    let op = ledger::CompleteOp {
                         task_id: d.task_id,
                         outcome: d.outcome,
-                    });
+                    };
+                    if !ledger.finished_elsewhere(op) {
+                        tracing::warn!("ledger queue full: a remote outcome waits for the next sweep");
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "malformed command outcome announcement ignored"),
             }

@@ -174,9 +174,14 @@ impl Agents {
         }
     }
 
-    /// Per command, the tasks local replicas could start now.
-    pub fn free_slots(&self) -> std::collections::BTreeMap<String, u32> {
-        self.with(|r| r.free_slots())
+    /// The local replicas that could start tasks now: (free slots, commands).
+    pub fn free_replicas(&self) -> Vec<(u32, Vec<String>)> {
+        self.with(|r| r.free_replicas())
+    }
+
+    /// Whether the registry holds `task_id`.
+    pub fn has_task(&self, task_id: &str) -> bool {
+        self.with(|r| r.has_task(task_id))
     }
 
     /// Queued tasks no local replica handles any more (taken out).

@@ -366,28 +366,31 @@ impl Registry {
         actions
     }
 
-    /// Per command: how many more tasks the local replicas could start now
-    /// (free concurrency of replicas not in `error`, less the tasks already
-    /// queued here for it). With a shared store, this node claims that many
-    /// from the cluster's queue.
-    pub fn free_slots(&self) -> BTreeMap<String, u32> {
-        let mut free: BTreeMap<String, u32> = BTreeMap::new();
-        for r in self.agents.values().flat_map(|a| a.replicas.values()) {
-            if r.state == AgentState::Error {
-                continue;
-            }
-            let slots = r.concurrency.saturating_sub(r.in_flight.len() as u32);
-            for c in &r.commands {
-                *free.entry(c.clone()).or_default() += slots;
-            }
+    /// The replicas that could start tasks now: (free slots, commands) for
+    /// each one not in `error`; empty while tasks wait in the local queue
+    /// (they go first). With a shared store, this node claims at most that
+    /// many tasks from the cluster's queues, each slot counted once.
+    pub fn free_replicas(&self) -> Vec<(u32, Vec<String>)> {
+        if !self.queue.is_empty() {
+            return Vec::new();
         }
-        for task_id in &self.queue {
-            if let Some(n) = self.tasks.get(task_id).and_then(|t| free.get_mut(&t.cmd.command)) {
-                *n = n.saturating_sub(1);
-            }
-        }
-        free.retain(|_, n| *n > 0);
-        free
+        self.agents
+            .values()
+            .flat_map(|a| a.replicas.values())
+            .filter(|r| r.state != AgentState::Error)
+            .map(|r| {
+                (
+                    r.concurrency.saturating_sub(r.in_flight.len() as u32),
+                    r.commands.clone(),
+                )
+            })
+            .filter(|(n, _)| *n > 0)
+            .collect()
+    }
+
+    /// Whether the registry holds `task_id` (queued or in flight).
+    pub fn has_task(&self, task_id: &str) -> bool {
+        self.tasks.contains_key(task_id)
     }
 
     /// Removes and returns the queued tasks that no local replica handles any

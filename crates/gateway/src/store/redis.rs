@@ -45,6 +45,8 @@ const IO_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_IDLE_READERS: usize = 8;
 /// Stream entries read per step when scanning history by age.
 const SCAN_PAGE: usize = 128;
+/// Channels looked at per retention sweep.
+const SWEEP_PAGE: usize = 200;
 
 const EPOCH_KEY: &str = "tether:epoch";
 const CHANNELS_KEY: &str = "tether:channels";
@@ -133,18 +135,30 @@ struct Inner {
     writer: Mutex<Option<Connection>>,
     readers: Mutex<Vec<Connection>>,
     epoch: RwLock<String>,
+    /// Where the retention sweep goes on in `tether:channels`.
+    sweep_cursor: std::sync::atomic::AtomicU64,
 }
 
 impl Inner {
     /// Runs `f` on a pooled connection; a connection that failed is dropped.
-    fn read<T>(&self, f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
+    /// A pooled connection that fails with an I/O error (Redis restarted since
+    /// it was opened) empties the pool and `f` runs once more on a fresh one.
+    fn read<T>(&self, f: impl Fn(&mut Connection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
         blocking(|| {
             let pooled = self.readers.lock().expect("reader pool").pop();
-            let mut con = match pooled {
-                Some(c) => c,
-                None => connect(&self.client)?,
+            let (mut con, fresh) = match pooled {
+                Some(c) => (c, false),
+                None => (connect(&self.client)?, true),
             };
-            let out = f(&mut con).map_err(fail)?;
+            let out = match f(&mut con) {
+                Ok(v) => v,
+                Err(e) if !fresh && (e.is_io_error() || e.is_connection_dropped()) => {
+                    self.readers.lock().expect("reader pool").clear();
+                    con = connect(&self.client)?;
+                    f(&mut con).map_err(fail)?
+                }
+                Err(e) => return Err(fail(e)),
+            };
             let mut pool = self.readers.lock().expect("reader pool");
             if pool.len() < MAX_IDLE_READERS {
                 pool.push(con);
@@ -184,6 +198,7 @@ impl RedisStore {
                 writer: Mutex::new(Some(con)),
                 readers: Mutex::new(Vec::new()),
                 epoch: RwLock::new(epoch),
+                sweep_cursor: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -502,8 +517,21 @@ impl StoreWrite for RedisWrite {
 
     fn sweep(&mut self, now_ms: u64, retention: &dyn Fn(&str) -> Retention) -> Result<SweepStats, StoreError> {
         // Trims are idempotent and never touch an entry newer than the ones
-        // they looked at, so they run at once, outside the transaction.
-        let channels: Vec<String> = self.run(|c| redis::cmd("SMEMBERS").arg(CHANNELS_KEY).query(c))?;
+        // they looked at, so they run at once, outside the transaction. Each
+        // sweep takes the next page of channels (SSCAN), so its cost is bounded
+        // however many channels exist; a full pass takes several sweeps.
+        let cursor = self.inner.sweep_cursor.load(std::sync::atomic::Ordering::Relaxed);
+        let (next, channels): (u64, Vec<String>) = self.run(|c| {
+            redis::cmd("SSCAN")
+                .arg(CHANNELS_KEY)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(SWEEP_PAGE)
+                .query(c)
+        })?;
+        self.inner
+            .sweep_cursor
+            .store(next, std::sync::atomic::Ordering::Relaxed);
         let mut stats = SweepStats::default();
         for channel in channels {
             let ttl = retention(&channel).history_ttl.as_millis() as u64;
