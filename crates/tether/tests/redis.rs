@@ -79,6 +79,19 @@ impl Redis {
         }
     }
 
+    /// Closes every client connection Redis has (as a Redis restart would),
+    /// while Redis itself stays up.
+    fn kill_clients(&self) {
+        use std::io::{Read, Write};
+        for kind in ["pubsub", "normal"] {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+            let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+            let _ = s.write_all(format!("CLIENT KILL TYPE {kind} SKIPME yes\r\n").as_bytes());
+            let mut buf = [0u8; 64];
+            let _ = s.read(&mut buf);
+        }
+    }
+
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
@@ -566,4 +579,38 @@ async fn a_command_no_node_can_handle_ends_with_no_handler_after_command_ttl() {
     .await;
     assert_eq!(reply["type"], "error", "{reply}");
     assert_eq!(reply["error"]["code"], "no_handler", "{reply}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_redis_connections_heal_without_an_error_or_a_lost_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = Redis::start(dir.path());
+    let a = node(&redis, dir.path(), "a");
+    let b = node(&redis, dir.path(), "b");
+    let (mut sub, _) = connect(&b.ws()).await;
+    subscribe(&mut sub, "wire", None).await;
+    let (mut publisher, _) = connect(&format!("{}?client_id=pub", a.ws())).await;
+    let r = request(
+        &mut publisher,
+        json!({"type": "publish", "id": "w1", "channel": "wire", "data": 1}),
+    )
+    .await;
+    assert_eq!(r["type"], "ack", "{r}");
+    assert_eq!(events(&mut sub, "wire", 1).await, vec![1]);
+
+    redis.kill_clients();
+    // The next publish goes through on a fresh connection: no error.
+    let r = request(
+        &mut publisher,
+        json!({"type": "publish", "id": "w2", "channel": "wire", "data": 2}),
+    )
+    .await;
+    assert_eq!(r["type"], "ack", "{r}");
+    // And node b's subscriber gets it, though node b's Pub/Sub was cut.
+    assert_eq!(events(&mut sub, "wire", 1).await, vec![2]);
+    // A resubscribe on node b with since = the latest is recovered.
+    let (mut again, _) = connect(&b.ws()).await;
+    let ack = subscribe(&mut again, "wire", Some(json!({"seq": 2}))).await;
+    assert_eq!(ack["data"]["recovered"], true, "{ack}");
+    assert_eq!(ack["data"]["seq"], 2, "{ack}");
 }

@@ -289,6 +289,7 @@ impl Store for RedisStore {
 
     fn write(&self) -> Result<Box<dyn StoreWrite>, StoreError> {
         let taken = self.inner.writer.lock().expect("writer lock").take();
+        let reused = taken.is_some();
         let con = match taken {
             Some(c) => c,
             None => connect(&self.inner.client)?,
@@ -304,10 +305,20 @@ impl Store for RedisStore {
         };
         // The epoch is watched by every write: if Redis lost its data, the
         // first write after makes a new one (and no write mixes the two).
-        let epoch: Option<String> = w.run(|c| {
+        let read_epoch = |c: &mut Connection| -> redis::RedisResult<Option<String>> {
             redis::cmd("WATCH").arg(EPOCH_KEY).query::<()>(c)?;
             redis::cmd("GET").arg(EPOCH_KEY).query(c)
-        })?;
+        };
+        let epoch = match w.run(read_epoch) {
+            Ok(e) => e,
+            // The kept connection died with a Redis restart: once more on a
+            // fresh one (nothing was queued yet).
+            Err(_) if reused => {
+                w.con = Some(connect(&self.inner.client)?);
+                w.run(read_epoch)?
+            }
+            Err(e) => return Err(e),
+        };
         match epoch {
             Some(e) => self.inner.set_epoch(e),
             None => {
