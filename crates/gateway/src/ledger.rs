@@ -334,6 +334,7 @@ impl Writer {
         let result = loop {
             let now = now_ms();
             let attempt = self.store.write().and_then(|mut w| {
+                prefetch(&mut *w, &ops)?;
                 let mut posts = Vec::with_capacity(ops.len());
                 let mut new_commands = 0;
                 for op in &ops {
@@ -740,6 +741,34 @@ impl Writer {
             let _ = self.out.blocking_send(outs);
         }
     }
+}
+
+/// Tells the write which keys the group reads (one round trip for a
+/// networked store).
+fn prefetch(w: &mut dyn StoreWrite, ops: &[Op]) -> Result<(), StoreError> {
+    let mut channels: Vec<&str> = Vec::new();
+    let mut dedup: Vec<(&str, &str)> = Vec::new();
+    let mut tasks: Vec<&str> = Vec::new();
+    for op in ops {
+        match op {
+            Op::Publish(p) => {
+                channels.push(&p.channel);
+                if let Some(id) = &p.id {
+                    dedup.push((&p.principal, id));
+                }
+            }
+            Op::Command(c) => dedup.push((&c.principal, &c.id)),
+            Op::Complete(c) => tasks.push(&c.task_id),
+            Op::Finished(_) | Op::Sweep | Op::Stop => {}
+        }
+    }
+    channels.sort_unstable();
+    channels.dedup();
+    dedup.sort_unstable();
+    dedup.dedup();
+    tasks.sort_unstable();
+    tasks.dedup();
+    w.prefetch(&channels, &dedup, &tasks)
 }
 
 /// The frame a requester gets for an outcome.

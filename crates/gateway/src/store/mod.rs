@@ -151,6 +151,12 @@ pub trait Store: Send + Sync + 'static {
 
 /// One all-or-nothing write.
 pub trait StoreWrite {
+    /// Hints the keys this write is about to read, so that a networked store
+    /// can fetch (and watch) them in one round trip instead of one each. The
+    /// reads that follow must give the same answers as without it.
+    fn prefetch(&mut self, _channels: &[&str], _dedup: &[(&str, &str)], _tasks: &[&str]) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// The last seq of `channel` as this write sees it.
     fn last_seq(&mut self, channel: &str) -> Result<u64, StoreError>;
     /// Appends `event` as the channel's new last event and drops the event that

@@ -400,6 +400,57 @@ impl Drop for RedisWrite {
 }
 
 impl StoreWrite for RedisWrite {
+    fn prefetch(&mut self, channels: &[&str], dedup: &[(&str, &str)], tasks: &[&str]) -> Result<(), StoreError> {
+        let channels: Vec<&str> = channels
+            .iter()
+            .copied()
+            .filter(|c| !self.seqs.contains_key(*c))
+            .collect();
+        let dedup: Vec<String> = dedup
+            .iter()
+            .map(|(p, id)| dedup_key(p, id))
+            .filter(|k| !self.dedup.contains_key(k))
+            .collect();
+        let tasks: Vec<&str> = tasks
+            .iter()
+            .copied()
+            .filter(|t| !self.commands.contains_key(*t))
+            .collect();
+        let mut keys: Vec<String> = channels.iter().map(|c| seq_key(c)).collect();
+        keys.extend(dedup.iter().cloned());
+        keys.extend(tasks.iter().map(|t| command_key(t)));
+        if keys.is_empty() {
+            return Ok(());
+        }
+        // One WATCH and one MGET for the whole group, however many keys.
+        let values: Vec<Option<String>> = self.run(|c| {
+            redis::cmd("WATCH").arg(&keys).query::<()>(c)?;
+            redis::cmd("MGET").arg(&keys).query(c)
+        })?;
+        let mut values = values.into_iter();
+        for channel in channels {
+            let seq = values.next().flatten().and_then(|v| v.parse().ok()).unwrap_or(0);
+            self.seqs.insert(channel.to_owned(), seq);
+        }
+        for key in dedup {
+            let entry = match values.next().flatten() {
+                None => None,
+                Some(j) => Some(serde_json::from_str(&j).map_err(|e| StoreError(format!("redis: dedup entry: {e}")))?),
+            };
+            self.dedup.insert(key, entry);
+        }
+        for task in tasks {
+            let cmd = match values.next().flatten() {
+                None => None,
+                Some(j) => {
+                    Some(serde_json::from_str(&j).map_err(|e| StoreError(format!("redis: pending command: {e}")))?)
+                }
+            };
+            self.commands.insert(task.to_owned(), cmd);
+        }
+        Ok(())
+    }
+
     fn last_seq(&mut self, channel: &str) -> Result<u64, StoreError> {
         if let Some(seq) = self.seqs.get(channel) {
             return Ok(*seq);
@@ -589,6 +640,10 @@ impl StoreWrite for RedisWrite {
         let mut pipe = std::mem::replace(&mut self.pipe, redis::pipe());
         pipe.atomic();
         let reply: Value = self.run(|c| pipe.query(c))?;
+        // EXEC ended every WATCH: the connection goes back without UNWATCH.
+        if let Some(con) = self.con.take() {
+            *self.inner.writer.lock().expect("writer lock") = Some(con);
+        }
         if reply == Value::Nil {
             return Err(StoreError::conflict());
         }
