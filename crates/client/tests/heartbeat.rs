@@ -58,8 +58,17 @@ async fn pipe(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silently_dead_path_is_detected_by_the_heartbeat_and_the_client_reconnects() {
+/// A gateway behind a [`proxy`] and a client config for it with a 300 ms
+/// heartbeat; `freeze` darkens connections, `stop` ends the gateway.
+struct Rig {
+    _dir: tempfile::TempDir,
+    freeze: Arc<AtomicU64>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    gw: tokio::task::JoinHandle<Result<(), tether_gateway::GatewayError>>,
+    config: ClientConfig,
+}
+
+async fn rig() -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let gw_addr = listener.local_addr().expect("addr");
@@ -73,12 +82,29 @@ async fn a_silently_dead_path_is_detected_by_the_heartbeat_and_the_client_reconn
     }));
     let freeze = Arc::new(AtomicU64::new(0));
     let proxy_addr = proxy(gw_addr, freeze.clone()).await;
-
     let mut c = ClientConfig::new(format!("ws://{proxy_addr}/ws"));
     c.heartbeat_interval = Duration::from_millis(300);
     c.heartbeat_timeout = Duration::from_millis(300);
     c.reconnect_interval = Duration::from_millis(50);
     c.max_reconnect_delay = Duration::from_millis(200);
+    Rig {
+        _dir: dir,
+        freeze,
+        stop,
+        gw,
+        config: c,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silently_dead_path_is_detected_by_the_heartbeat_and_the_client_reconnects() {
+    let Rig {
+        _dir,
+        freeze,
+        stop,
+        gw,
+        config: c,
+    } = rig().await;
     let client = Client::start(c).expect("start");
     client.wait_connected(WAIT).await.expect("connected");
     let first = match client.state() {
@@ -120,25 +146,13 @@ async fn a_silently_dead_path_is_detected_by_the_heartbeat_and_the_client_reconn
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_path_is_detected_while_the_client_keeps_sending() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let gw_addr = listener.local_addr().expect("addr");
-    let config = tether_gateway::Config {
-        data_dir: dir.path().to_owned(),
-        ..tether_gateway::Config::default()
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let _gw = tokio::spawn(tether_gateway::run(listener, config, async move {
-        let _ = stopped.await;
-    }));
-    let freeze = Arc::new(AtomicU64::new(0));
-    let proxy_addr = proxy(gw_addr, freeze.clone()).await;
-
-    let mut c = ClientConfig::new(format!("ws://{proxy_addr}/ws"));
-    c.heartbeat_interval = Duration::from_millis(300);
-    c.heartbeat_timeout = Duration::from_millis(300);
-    c.reconnect_interval = Duration::from_millis(50);
-    c.max_reconnect_delay = Duration::from_millis(200);
+    let Rig {
+        _dir,
+        freeze,
+        stop,
+        gw: _gw,
+        config: c,
+    } = rig().await;
     let client = Arc::new(Client::start(c).expect("start"));
     client.wait_connected(WAIT).await.expect("connected");
     let mut transitions = client.transitions();
