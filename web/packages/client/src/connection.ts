@@ -49,6 +49,7 @@ import {
   unsubscribeFrame,
 } from "./protocol.js";
 import { type Action, Machine, type MachineEvent, type State, type Transition } from "./state.js";
+import { notifyAll } from "./util.js";
 
 // ---------------------------------------------------------------------------
 // Bounds
@@ -236,13 +237,6 @@ export function defaultClientId(): string {
     // storage disabled (private mode, sandboxed frame): fall through
   }
   return `c-${randomHex()}`;
-}
-
-/** Reports a listener's exception without letting it break the client. */
-function rethrowLater(e: unknown): void {
-  queueMicrotask(() => {
-    throw e;
-  });
 }
 
 const REPLY_TYPES = new Set(["ack", "error", "result", "pong", "agent_status", "system_metrics"]);
@@ -576,20 +570,8 @@ export class TetherClient {
       reconnectAttempts: this.reconnectAttempts,
       lastTransition: t,
     });
-    for (const l of [...this.transitionListeners]) {
-      try {
-        l(t);
-      } catch (e) {
-        rethrowLater(e);
-      }
-    }
-    for (const l of [...this.stateListeners]) {
-      try {
-        l();
-      } catch (e) {
-        rethrowLater(e);
-      }
-    }
+    notifyAll(this.transitionListeners, t);
+    notifyAll(this.stateListeners);
   }
 
   /** Closed for good: fail what waits, stop the timer. */
@@ -936,13 +918,7 @@ function pingDue(s: Socket): number {
 }
 
 function deliver(sub: Sub, item: SubscriptionItem): void {
-  for (const l of [...sub.listeners]) {
-    try {
-      l(item);
-    } catch (e) {
-      rethrowLater(e);
-    }
-  }
+  notifyAll(sub.listeners, item);
 }
 
 function positive(name: string, value: number): number {

@@ -4,7 +4,10 @@
 // exposition format 0.0.4 (what `<WebSocketMetrics/>` downloads as
 // `websocket_metrics.prom`). Fixed memory: a few numbers and 13 buckets.
 //
-// Not here: pool metrics (pool.ts has its own), gateway metrics (/metrics).
+// Not here: pool metrics (pool.ts has its own), gateway metrics (/metrics),
+// the exposition format's details (prometheus.ts).
+
+import { PrometheusWriter } from "./prometheus.js";
 
 /** Upper bounds (seconds) of the ack-latency histogram; the Rust SDK's buckets. */
 export const ACK_BUCKETS: readonly number[] = [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10];
@@ -107,32 +110,15 @@ export class ClientMetrics {
   /** Prometheus text exposition format 0.0.4, one trailing newline. */
   toPrometheus(): string {
     const s = this.snapshot();
-    const lines: string[] = [];
-    const series = (name: string, type: "counter" | "gauge", help: string, value: number): void => {
-      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name} ${formatNumber(value)}`);
-    };
-    series("tether_client_connect_attempts_total", "counter", "Connection attempts", s.connectAttempts);
-    series("tether_client_reconnects_total", "counter", "Successful reconnections", s.reconnects);
-    series("tether_client_frames_received_total", "counter", "Frames received", s.framesReceived);
-    series("tether_client_frames_sent_total", "counter", "Frames sent", s.framesSent);
-    series("tether_client_offline_queue_size", "gauge", "Messages in the offline queue", s.offlineQueueSize);
-    series("tether_client_connected", "gauge", "1 while connected", s.connected);
-    series("tether_client_circuit_opens_total", "counter", "Times the circuit breaker opened", s.circuitOpens);
-    const h = "tether_client_ack_seconds";
-    lines.push(`# HELP ${h} Request sent to reply received`, `# TYPE ${h} histogram`);
-    ACK_BUCKETS.forEach((le, i) => {
-      lines.push(`${h}_bucket{le="${formatNumber(le)}"} ${formatNumber(s.ackBuckets[i] ?? 0)}`);
-    });
-    lines.push(`${h}_bucket{le="+Inf"} ${formatNumber(s.acks)}`);
-    lines.push(`${h}_sum ${formatNumber(s.ackSecondsSum)}`, `${h}_count ${formatNumber(s.acks)}`);
-    return `${lines.join("\n")}\n`;
+    const w = new PrometheusWriter();
+    w.series("tether_client_connect_attempts_total", "counter", "Connection attempts", s.connectAttempts);
+    w.series("tether_client_reconnects_total", "counter", "Successful reconnections", s.reconnects);
+    w.series("tether_client_frames_received_total", "counter", "Frames received", s.framesReceived);
+    w.series("tether_client_frames_sent_total", "counter", "Frames sent", s.framesSent);
+    w.series("tether_client_offline_queue_size", "gauge", "Messages in the offline queue", s.offlineQueueSize);
+    w.series("tether_client_connected", "gauge", "1 while connected", s.connected);
+    w.series("tether_client_circuit_opens_total", "counter", "Times the circuit breaker opened", s.circuitOpens);
+    w.histogram("tether_client_ack_seconds", "Request sent to reply received", ACK_BUCKETS, s.ackBuckets, s.ackSecondsSum, s.acks);
+    return w.text();
   }
-}
-
-/** Prometheus number text: integers plainly, others with JS's shortest round-trip form. */
-function formatNumber(n: number): string {
-  if (Number.isNaN(n)) return "NaN";
-  if (n === Infinity) return "+Inf";
-  if (n === -Infinity) return "-Inf";
-  return String(n);
 }

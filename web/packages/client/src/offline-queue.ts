@@ -48,7 +48,11 @@
 
 import { type DBSchema, type IDBPDatabase, wrap } from "idb";
 import { createLogger } from "./debug.js";
-import { MAX_HTTP_MESSAGES, isValidPrincipal, messageType, parseFrame, parseMessage, retryable } from "./protocol.js";
+import { InvalidOfflineMessageError, copyWithId } from "./offline-frame.js";
+import { MAX_HTTP_MESSAGES, isValidPrincipal, messageType, parseFrame, retryable } from "./protocol.js";
+import { errorText, notifyAll, readErrorReply } from "./util.js";
+
+export { InvalidOfflineMessageError, newMessageId } from "./offline-frame.js";
 
 const log = createLogger("[OfflineSync]");
 
@@ -153,31 +157,11 @@ export class OfflineQueueFullError extends Error {
   }
 }
 
-/** The message cannot be queued: not a valid `publish` or command, not JSON, or too large. Nothing was stored. */
-export class InvalidOfflineMessageError extends Error {
-  override readonly name = "InvalidOfflineMessageError";
-}
-
 // ---------------------------------------------------------------------------
 // Ids and frames
 // ---------------------------------------------------------------------------
-
-function randomHex(bytes: number): string {
-  const b = new Uint8Array(bytes);
-  globalThis.crypto.getRandomValues(b);
-  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-}
-
-/**
- * A fresh message id: `m-` and a random UUID (40 printable ASCII characters).
- * Uses `crypto.randomUUID` where available (secure contexts), else 16 random
- * bytes from `crypto.getRandomValues`.
- */
-export function newMessageId(): string {
-  const c = globalThis.crypto as Crypto | undefined;
-  if (c !== undefined && typeof c.randomUUID === "function") return `m-${c.randomUUID()}`;
-  return `m-${randomHex(16)}`;
-}
+// (`newMessageId`, `InvalidOfflineMessageError` and the checked copy with an id
+// that `OfflineSync` takes too: offline-frame.ts.)
 
 /** UTF-8 length of a string without allocating. */
 function utf8Length(s: string): number {
@@ -197,11 +181,6 @@ function utf8Length(s: string): number {
   return n;
 }
 
-function errorText(e: unknown): string {
-  if (e instanceof Error) return e.message === "" ? e.name : `${e.name}: ${e.message}`;
-  return String(e);
-}
-
 /**
  * The wire frame of `message` as it will be queued and sent: a JSON copy (what
  * `JSON.stringify` would send), with a fresh id (`newMessageId`) when it has
@@ -215,22 +194,10 @@ export function prepareOfflineFrame(
   message: object,
   maxMessageBytes: number = DEFAULT_OFFLINE_MAX_MESSAGE_BYTES,
 ): OfflineFrame {
-  if (typeof message !== "object" || message === null || Array.isArray(message)) {
-    throw new InvalidOfflineMessageError("an offline message must be a JSON object like {type, id?, …}");
-  }
-  let copy: Record<string, unknown>;
-  try {
-    copy = JSON.parse(JSON.stringify(message)) as Record<string, unknown>;
-  } catch (e) {
-    throw new InvalidOfflineMessageError(`the message is not serializable as JSON: ${errorText(e)}`);
-  }
-  if (copy["id"] === undefined || copy["id"] === null) copy["id"] = newMessageId();
-  const checked = parseMessage(copy);
-  if (!checked.ok) throw new InvalidOfflineMessageError(`invalid message: ${checked.error.message}`);
-  const kind = checked.message.type;
-  if (kind !== "publish" && kind !== "command") {
+  const { copy, parsed } = copyWithId(message, "an offline message");
+  if (parsed.type !== "publish" && parsed.type !== "command") {
     throw new InvalidOfflineMessageError(
-      `only publish and command messages can be queued offline, not \`${messageType(checked.message)}\``,
+      `only publish and command messages can be queued offline, not \`${messageType(parsed)}\``,
     );
   }
   const text = JSON.stringify(copy);
@@ -555,15 +522,7 @@ export class OfflineQueue {
   }
 
   private emit(): void {
-    for (const l of [...this.listeners]) {
-      try {
-        l();
-      } catch (e) {
-        queueMicrotask(() => {
-          throw e;
-        });
-      }
-    }
+    notifyAll(this.listeners);
   }
 }
 
@@ -648,20 +607,8 @@ function classifyReply(reply: unknown, frameType: string): ReplyOutcome {
   const r = reply as { type?: unknown; error?: unknown; duplicate?: unknown };
   if (r.type === "ack" || r.type === "result") return { kind: "done" };
   if (r.type === "error") {
-    const body = (typeof r.error === "object" && r.error !== null ? r.error : {}) as {
-      code?: unknown;
-      message?: unknown;
-      retryable?: unknown;
-    };
-    const code = typeof body.code === "string" ? body.code : "unknown";
-    const duplicate = r.duplicate === true;
-    const text = `${code}: ${typeof body.message === "string" ? body.message : ""}${duplicate ? " (the stored outcome of this id)" : ""}`;
-    const verdict: ErrorVerdictInput = {
-      code,
-      retryable: typeof body.retryable === "boolean" ? body.retryable : undefined,
-      duplicate,
-    };
-    return isFinalError(frameType, verdict) ? { kind: "rejected", error: text } : { kind: "retry", error: text };
+    const error = readErrorReply(r);
+    return isFinalError(frameType, error) ? { kind: "rejected", error: error.text } : { kind: "retry", error: error.text };
   }
   return { kind: "retry", error: `unexpected reply type ${JSON.stringify(r.type)}` };
 }

@@ -35,6 +35,7 @@
 // given by the caller), the Service Worker's own replay.
 
 import { createLogger } from "./debug.js";
+import { copyWithId } from "./offline-frame.js";
 import {
   DEFAULT_REPLAY_REQUEST_TIMEOUT_MS,
   InvalidOfflineMessageError,
@@ -47,12 +48,11 @@ import {
   type ReplayOverHttpOptions,
   type ReplayResult,
   isFinalError,
-  newMessageId,
   prepareOfflineFrame,
   replayOverHttp,
 } from "./offline-queue.js";
 import { type OnlineSource, browserOnlineSource } from "./online.js";
-import { parseMessage } from "./protocol.js";
+import { errorText, notifyAll, readErrorReply } from "./util.js";
 
 const log = createLogger("[OfflineSync]");
 
@@ -140,11 +140,6 @@ export interface OfflineSyncOptions extends OfflineQueueOptions {
 
 const EMPTY: readonly OfflineMessage[] = Object.freeze([]);
 
-function errorText(e: unknown): string {
-  if (e instanceof Error) return e.message === "" ? e.name : `${e.name}: ${e.message}`;
-  return String(e);
-}
-
 /**
  * The send failure `e` of a message that cannot be queued, to rethrow: the
  * same Error (so `instanceof` and `name` checks still work) with the queue's
@@ -201,37 +196,8 @@ function resolvedOutcome(reply: unknown, frameType: string): Attempt {
   if (typeof reply !== "object" || reply === null) return { kind: "done" };
   const r = reply as { type?: unknown; error?: unknown; duplicate?: unknown };
   if (r.type !== "error") return { kind: "done" };
-  const body = (typeof r.error === "object" && r.error !== null ? r.error : {}) as {
-    code?: unknown;
-    message?: unknown;
-    retryable?: unknown;
-  };
-  const code = typeof body.code === "string" ? body.code : "unknown";
-  const duplicate = r.duplicate === true;
-  const text = `${code}: ${typeof body.message === "string" ? body.message : ""}${duplicate ? " (the stored outcome of this id)" : ""}`;
-  const final = isFinalError(frameType, {
-    code,
-    retryable: typeof body.retryable === "boolean" ? body.retryable : undefined,
-    duplicate,
-  });
-  return final ? { kind: "rejected", error: text } : { kind: "failed", error: text };
-}
-
-/** A JSON copy of `message` with an id (assigned when missing), checked against the protocol. */
-function frameWithId(message: object): OfflineFrame {
-  if (typeof message !== "object" || message === null || Array.isArray(message)) {
-    throw new InvalidOfflineMessageError("a message must be a JSON object like {type, id?, …}");
-  }
-  let copy: Record<string, unknown>;
-  try {
-    copy = JSON.parse(JSON.stringify(message)) as Record<string, unknown>;
-  } catch (e) {
-    throw new InvalidOfflineMessageError(`the message is not serializable as JSON: ${errorText(e)}`);
-  }
-  if (copy["id"] === undefined || copy["id"] === null) copy["id"] = newMessageId();
-  const checked = parseMessage(copy);
-  if (!checked.ok) throw new InvalidOfflineMessageError(`invalid message: ${checked.error.message}`);
-  return copy as OfflineFrame;
+  const error = readErrorReply(r);
+  return isFinalError(frameType, error) ? { kind: "rejected", error: error.text } : { kind: "failed", error: error.text };
 }
 
 /** A stack of registrations: the latest one still registered is current. */
@@ -471,7 +437,7 @@ export class OfflineSync {
    * `sendFn`, the default sender is used.
    */
   async sendMessageWithOfflineFallback(message: object, sendFn?: OfflineSender): Promise<SendOutcome> {
-    const frame = frameWithId(message);
+    const frame = copyWithId(message, "a message").copy as OfflineFrame;
     const send = typeof sendFn === "function" ? sendFn : this.senders.current;
     if (!this.online.isOnline() || send === null) {
       log(send === null ? "no sender: queued" : "offline: queued", frame.id);
@@ -809,15 +775,7 @@ export class OfflineSync {
       return;
     }
     this.snapshot = Object.freeze(next);
-    for (const l of [...this.listeners]) {
-      try {
-        l();
-      } catch (e) {
-        queueMicrotask(() => {
-          throw e;
-        });
-      }
-    }
+    notifyAll(this.listeners);
   }
 }
 

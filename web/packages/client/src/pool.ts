@@ -73,6 +73,7 @@ import { type Member, Members } from "./pool/members.js";
 import { type PoolMetricsSnapshot, renderPoolMetrics } from "./pool/metrics.js";
 import { type QueueKey, WaitQueue } from "./pool/queue.js";
 import { type ResultFrame, type ServerMessage, isValidChannel, parseMessage } from "./protocol.js";
+import { notifyAll } from "./util.js";
 
 export * from "./pool/config.js";
 export * from "./pool/errors.js";
@@ -373,15 +374,7 @@ export class TetherPool {
 
   private changed(): void {
     this.dirty = true;
-    for (const l of [...this.listeners]) {
-      try {
-        l();
-      } catch (e) {
-        queueMicrotask(() => {
-          throw e;
-        });
-      }
-    }
+    notifyAll(this.listeners);
   }
 
   private build(): PoolMetricsSnapshot {

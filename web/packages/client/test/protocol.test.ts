@@ -3,7 +3,6 @@
 // crate checks them in crates/protocol/tests/vectors.rs, plus the validator
 // unit tests of crates/protocol/src/validate.rs.
 
-import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import {
   CLIENT_TYPES,
@@ -43,55 +42,19 @@ import {
   type FrameError,
   type MessageResult,
 } from "../src/protocol";
-
-type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
-type JsonObject = { [k: string]: Json };
-
-function load<T>(file: string): T {
-  const url = new URL(`../../../../crates/protocol/tests/vectors/${file}`, import.meta.url);
-  return JSON.parse(readFileSync(url, "utf8")) as T;
-}
-
-interface ValidCase {
-  name: string;
-  frame: string;
-  expect: JsonObject;
-}
-interface InvalidCase {
-  name: string;
-  frame: string;
-  error: { code: string; id: string | null };
-}
-interface ServerCase {
-  name: string;
-  frame: JsonObject;
-}
-interface Codes {
-  error_codes: { code: string; retryable: boolean }[];
-  close_codes: { code: number; name: string }[];
-}
-
-const validCases = load<ValidCase[]>("client-valid.json");
-const invalidCases = load<InvalidCase[]>("client-invalid.json");
-const serverCases = load<ServerCase[]>("server.json");
-const codes = load<Codes>("codes.json");
-
-function isJsonObject(v: unknown): v is JsonObject {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-/** Equality of JSON values (key order ignored; JS numbers already compare by value). */
-function jsonEq(a: unknown, b: unknown): boolean {
-  if (Array.isArray(a) || Array.isArray(b)) {
-    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((x, i) => jsonEq(x, b[i]));
-  }
-  if (isJsonObject(a) || isJsonObject(b)) {
-    if (!isJsonObject(a) || !isJsonObject(b)) return false;
-    const ka = Object.keys(a);
-    return ka.length === Object.keys(b).length && ka.every((k) => Object.hasOwn(b, k) && jsonEq(a[k], b[k]));
-  }
-  return a === b;
-}
+import {
+  type InvalidCase,
+  type Json,
+  type JsonObject,
+  type ServerCase,
+  type ValidCase,
+  codes,
+  invalidCases,
+  isJsonObject,
+  jsonEq,
+  serverCases,
+  validCases,
+} from "./support/vectors.js";
 
 const show = (v: unknown): string => JSON.stringify(v);
 

@@ -3,7 +3,6 @@
 // hand-written parser they mirror, plus the guide's examples and a few
 // targeted rejections.
 
-import { readFileSync } from "node:fs";
 import { describe, expect, expectTypeOf, it } from "vitest";
 import { z } from "zod";
 import { MAX_JSON_DEPTH, parseFrame, parseMessage } from "../src/protocol.js";
@@ -24,45 +23,7 @@ import {
   type WireFrame,
   type WireMessage,
 } from "../src/schemas.js";
-
-type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
-type JsonObject = { [k: string]: Json };
-
-function load<T>(file: string): T {
-  const url = new URL(`../../../../crates/protocol/tests/vectors/${file}`, import.meta.url);
-  return JSON.parse(readFileSync(url, "utf8")) as T;
-}
-
-interface ValidCase {
-  name: string;
-  frame: string;
-  expect: JsonObject;
-}
-interface InvalidCase {
-  name: string;
-  frame: string;
-  error: { code: string; id: string | null };
-}
-
-const validCases = load<ValidCase[]>("client-valid.json");
-const invalidCases = load<InvalidCase[]>("client-invalid.json");
-
-function isJsonObject(v: unknown): v is JsonObject {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-/** Equality of JSON values (key order ignored). */
-function jsonEq(a: unknown, b: unknown): boolean {
-  if (Array.isArray(a) || Array.isArray(b)) {
-    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((x, i) => jsonEq(x, b[i]));
-  }
-  if (isJsonObject(a) || isJsonObject(b)) {
-    if (!isJsonObject(a) || !isJsonObject(b)) return false;
-    const ka = Object.keys(a);
-    return ka.length === Object.keys(b).length && ka.every((k) => Object.hasOwn(b, k) && jsonEq(a[k], b[k]));
-  }
-  return a === b;
-}
+import { type JsonObject, invalidCases, isJsonObject, jsonEq, validCases } from "./support/vectors.js";
 
 /** The value of a frame's text, or undefined when JSON.parse refuses it. */
 function decode(text: string): { value: unknown } | undefined {

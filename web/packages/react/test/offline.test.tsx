@@ -1,18 +1,11 @@
 // useOfflineSync and <OfflineStatus/> in jsdom, on fake-indexeddb, with a
 // hand-switched OnlineSource and an in-memory gateway stand-in (`FakeSocket`,
-// the pattern of provider.test.tsx) injected into a TetherClient. The guide's
-// own components ("Użycie z offline support", "Offline Queue") are rendered
-// as written (with types added).
+// support/fake-socket.ts) injected into a TetherClient. The guide's own
+// components ("Użycie z offline support", "Offline Queue") are rendered as
+// written (with types added).
 
 import "fake-indexeddb/auto";
-import {
-  ManualOnlineSource,
-  OfflineQueue,
-  type OfflineSync,
-  TetherClient,
-  type WebSocketLike,
-  getOfflineSync,
-} from "@tether/client";
+import { ManualOnlineSource, OfflineQueue, type OfflineSync, getOfflineSync } from "@tether/client";
 import { act, cleanup, fireEvent, render, renderHook, screen, waitFor } from "@testing-library/react";
 import { type ReactNode, StrictMode } from "react";
 import { afterEach, describe, expect, it, vi } from "vitest";
@@ -23,89 +16,9 @@ import {
   useOfflineSync,
   useWebSocketContext,
 } from "../src/index";
+import { FakeSocket, fakeClient, resetFakes } from "./support/fake-socket.js";
 
-/** A minimal gateway per protocol.md: `welcome` first, then replies by id. */
-class FakeSocket implements WebSocketLike {
-  static instances: FakeSocket[] = [];
-  /** Whether new sockets get their welcome (false: stays connecting). */
-  static welcome = true;
-  readyState = 0;
-  readonly sent: Record<string, unknown>[] = [];
-  onopen: ((ev: never) => void) | null = null;
-  onmessage: ((ev: { data: unknown }) => void) | null = null;
-  onclose: ((ev: { code: number; reason: string }) => void) | null = null;
-  onerror: ((ev: never) => void) | null = null;
-
-  constructor(readonly url: string) {
-    FakeSocket.instances.push(this);
-    setTimeout(() => {
-      if (this.readyState !== 0 || !FakeSocket.welcome) return;
-      this.readyState = 1;
-      this.reply({
-        type: "welcome",
-        data: {
-          session: "s-1",
-          node: "gw-test",
-          protocol: 1,
-          heartbeat_interval_ms: 30000,
-          heartbeat_timeout_ms: 10000,
-          max_message_bytes: 65536,
-          server_time: 1764093600000,
-        },
-      });
-    }, 0);
-  }
-
-  send(text: string): void {
-    const msg = JSON.parse(text) as Record<string, unknown>;
-    this.sent.push(msg);
-    const id = msg["id"];
-    const type = msg["type"];
-    switch (type) {
-      case "ping":
-        this.reply({ type: "pong", id, ts: 1764093600000 });
-        break;
-      case "subscribe":
-      case "unsubscribe":
-        this.reply({ type: "ack", id, data: { channel: msg["channel"], seq: 0, epoch: "e1" } });
-        break;
-      case "publish":
-        this.reply({ type: "ack", id, data: { channel: msg["channel"], seq: 1, epoch: "e1" } });
-        break;
-      case "forbidden_cmd":
-        this.reply({ type: "error", id, error: { code: "forbidden", message: "not allowed", retryable: false } });
-        break;
-      default:
-        this.reply({ type: "result", id, data: { ok: true } });
-    }
-  }
-
-  close(code = 1000, reason = ""): void {
-    if (this.readyState === 3) return;
-    this.readyState = 3;
-    setTimeout(() => this.onclose?.({ code, reason }), 0);
-  }
-
-  reply(frame: Record<string, unknown>): void {
-    setTimeout(() => {
-      if (this.readyState === 1) this.onmessage?.({ data: JSON.stringify(frame) });
-    }, 0);
-  }
-
-  /** Every frame of `type` sent on any socket. */
-  static sentOf(type: string): Record<string, unknown>[] {
-    return FakeSocket.instances.flatMap((s) => s.sent.filter((m) => m["type"] === type));
-  }
-}
-
-const clients: TetherClient[] = [];
 const controllers: OfflineSync[] = [];
-
-function fakeClient(): TetherClient {
-  const client = new TetherClient({ url: "ws://gateway.test/ws", WebSocketImpl: FakeSocket, clientId: "tester" });
-  clients.push(client);
-  return client;
-}
 
 let counter = 0;
 function dbName(): string {
@@ -115,6 +28,12 @@ function dbName(): string {
 
 /** A fetch that must not be reached (there is no network in these tests). */
 const unreachable = vi.fn(() => Promise.reject(new TypeError("no network in tests")));
+
+/** The gateway's answer to a `POST /api/v1/messages` with `init`: an ack per message. */
+function acks(init?: RequestInit): Response {
+  const frames = JSON.parse(String(init?.body)) as { id: string }[];
+  return new Response(JSON.stringify(frames.map((f) => ({ type: "ack", id: f.id, data: {} }))));
+}
 
 /** Makes the shared controller of a fresh database with a manual network switch. */
 function sharedController(online: ManualOnlineSource, extra: Parameters<typeof getOfflineSync>[0] = {}): OfflineSync {
@@ -130,12 +49,26 @@ function sharedController(online: ManualOnlineSource, extra: Parameters<typeof g
   return sync;
 }
 
+/**
+ * useWebSocketContext (`ws`) and useOfflineSync (`off`, on a fresh online
+ * controller `sync`) under a WebSocketProvider of a fake client, once connected.
+ */
+async function renderConnected() {
+  const sync = sharedController(new ManualOnlineSource(true));
+  const client = fakeClient();
+  const { result } = renderHook(() => ({ ws: useWebSocketContext(), off: useOfflineSync({ dbName: sync.dbName }) }), {
+    wrapper: ({ children }) => <WebSocketProvider client={client}>{children}</WebSocketProvider>,
+  });
+  await waitFor(() => {
+    expect(result.current.ws.isConnected).toBe(true);
+  });
+  return { sync, result };
+}
+
 afterEach(() => {
   cleanup();
-  for (const c of clients.splice(0)) c.close();
+  resetFakes();
   for (const s of controllers.splice(0)) s.close();
-  FakeSocket.instances = [];
-  FakeSocket.welcome = true;
   unreachable.mockClear();
 });
 
@@ -282,14 +215,7 @@ describe("useOfflineSync", () => {
   });
 
   it("sends at once over the WebSocket when online, with an id, and queues nothing", async () => {
-    const sync = sharedController(new ManualOnlineSource(true));
-    const client = fakeClient();
-    const { result } = renderHook(() => ({ ws: useWebSocketContext(), off: useOfflineSync({ dbName: sync.dbName }) }), {
-      wrapper: ({ children }) => <WebSocketProvider client={client}>{children}</WebSocketProvider>,
-    });
-    await waitFor(() => {
-      expect(result.current.ws.isConnected).toBe(true);
-    });
+    const { sync, result } = await renderConnected();
     await act(async () => {
       await result.current.off.sendMessageWithOfflineFallback({ type: "process_receipt", data: { imageUrl: "a.jpg" } }, result.current.ws.sendMessage);
     });
@@ -301,14 +227,7 @@ describe("useOfflineSync", () => {
   });
 
   it("rethrows the gateway's final refusal and does not queue", async () => {
-    const sync = sharedController(new ManualOnlineSource(true));
-    const client = fakeClient();
-    const { result } = renderHook(() => ({ ws: useWebSocketContext(), off: useOfflineSync({ dbName: sync.dbName }) }), {
-      wrapper: ({ children }) => <WebSocketProvider client={client}>{children}</WebSocketProvider>,
-    });
-    await waitFor(() => {
-      expect(result.current.ws.isConnected).toBe(true);
-    });
+    const { sync, result } = await renderConnected();
     let error: unknown;
     await act(async () => {
       error = await result.current.off
@@ -391,20 +310,13 @@ describe("useOfflineSync", () => {
     const calls: { url: string; headers: Record<string, string> }[] = [];
     const fetch = vi.fn((url: string | URL | Request, init?: RequestInit) => {
       calls.push({ url: String(url), headers: { ...(init?.headers as Record<string, string>) } });
-      const frames = JSON.parse(String(init?.body)) as { id: string }[];
-      return Promise.resolve(new Response(JSON.stringify(frames.map((f) => ({ type: "ack", id: f.id, data: {} })))));
+      return Promise.resolve(acks(init));
     });
     const sync = sharedController(online, { fetch: fetch as unknown as typeof globalThis.fetch });
     FakeSocket.welcome = false;
     // The guide's setup: the app on :3000, the gateway on :8001.
     let token = "tok-1";
-    const client = new TetherClient({
-      url: "ws://gateway.test:8001/ws/dashboard",
-      WebSocketImpl: FakeSocket,
-      clientId: "tester",
-      getToken: () => Promise.resolve(token),
-    });
-    clients.push(client);
+    const client = fakeClient({ url: "ws://gateway.test:8001/ws/dashboard", getToken: () => Promise.resolve(token) });
     const { result } = renderHook(() => useOfflineSync({ dbName: sync.dbName }), {
       wrapper: ({ children }) => <WebSocketProvider client={client}>{children}</WebSocketProvider>,
     });
@@ -426,10 +338,7 @@ describe("useOfflineSync", () => {
   });
 
   it("sets the client's client_id on an explicit httpEndpoint", async () => {
-    const fetch = vi.fn((_url: string | URL | Request, init?: RequestInit) => {
-      const frames = JSON.parse(String(init?.body)) as { id: string }[];
-      return Promise.resolve(new Response(JSON.stringify(frames.map((f) => ({ type: "ack", id: f.id, data: {} })))));
-    });
+    const fetch = vi.fn((_url: string | URL | Request, init?: RequestInit) => Promise.resolve(acks(init)));
     const sync = sharedController(new ManualOnlineSource(true), { fetch: fetch as unknown as typeof globalThis.fetch });
     FakeSocket.welcome = false;
     const client = fakeClient();
@@ -507,8 +416,7 @@ describe("<OfflineStatus/>", () => {
       (_url: string | URL | Request, init?: RequestInit) =>
         new Promise<Response>((resolve) => {
           gate.release = () => {
-            const frames = JSON.parse(String(init?.body)) as { id: string }[];
-            resolve(new Response(JSON.stringify(frames.map((f) => ({ type: "ack", id: f.id, data: {} })))));
+            resolve(acks(init));
           };
         }),
     );

@@ -1,28 +1,28 @@
 // WebSocketPoolProvider / useWebSocketPool / <PoolMetrics/> in jsdom against
 // in-memory gateways (one `FakeGateway` per URL, reached through a
-// `FakeSocket` installed as the global `WebSocket` or injected through the
-// config's `WebSocketImpl`), so no server is needed.
+// `GatewaySocket`, the `FakeSocket` of support/fake-socket.ts, installed as
+// the global `WebSocket` or injected through the config's `WebSocketImpl`),
+// so no server is needed.
 
-import { TetherPool, type WebSocketLike } from "@tether/client";
+import { TetherPool } from "@tether/client";
 import { act, cleanup, fireEvent, render, renderHook, screen, waitFor } from "@testing-library/react";
 import { type ReactNode, StrictMode } from "react";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { PoolMetrics, WebSocketPoolProvider, useWebSocketPool } from "../src/index";
+import { FakeSocket, type Frame, resetFakes } from "./support/fake-socket.js";
 
 const URL_A = "ws://localhost:8001/ws/dashboard";
 const URL_B = "ws://localhost:8002/ws/dashboard";
 
-type Msg = Record<string, unknown>;
-
-/** A gateway stand-in per URL: `welcome` first, then replies by id. */
+/** A gateway stand-in per URL; its sockets are `GatewaySocket`s. */
 class FakeGateway {
-  readonly sockets: FakeSocket[] = [];
-  readonly received: Msg[] = [];
+  readonly sockets: GatewaySocket[] = [];
   constructor(readonly name: string) {}
-  commands(type: string): Msg[] {
-    return this.received.filter((m) => m["type"] === type);
+  /** The frames of `type` its sockets received. */
+  commands(type: string): Frame[] {
+    return this.sockets.flatMap((s) => s.sent.filter((m) => m["type"] === type));
   }
-  open(): FakeSocket[] {
+  open(): GatewaySocket[] {
     return this.sockets.filter((s) => s.readyState === 1);
   }
 }
@@ -38,61 +38,22 @@ function gateway(url: string): FakeGateway {
   return g;
 }
 
-class FakeSocket implements WebSocketLike {
-  readyState = 0;
+/** A `FakeSocket` to the gateway of its URL, whose name is in its welcome and in every command's result. */
+class GatewaySocket extends FakeSocket {
   readonly gateway: FakeGateway;
-  onopen: ((ev: never) => void) | null = null;
-  onmessage: ((ev: { data: unknown }) => void) | null = null;
-  onclose: ((ev: { code: number; reason: string }) => void) | null = null;
-  onerror: ((ev: never) => void) | null = null;
 
-  constructor(readonly url: string) {
+  constructor(url: string) {
+    super(url);
     this.gateway = gateway(url.split("?")[0] ?? "");
     this.gateway.sockets.push(this);
-    setTimeout(() => {
-      if (this.readyState !== 0) return;
-      this.readyState = 1;
-      this.reply({
-        type: "welcome",
-        data: {
-          session: `s-${this.gateway.name}`,
-          node: this.gateway.name,
-          protocol: 1,
-          heartbeat_interval_ms: 30000,
-          heartbeat_timeout_ms: 10000,
-          max_message_bytes: 65536,
-          server_time: 1764093600000,
-        },
-      });
-    }, 0);
   }
 
-  send(text: string): void {
-    const msg = JSON.parse(text) as Msg;
-    this.gateway.received.push(msg);
-    const id = msg["id"];
-    switch (msg["type"]) {
-      case "ping":
-        this.reply({ type: "pong", id, ts: 1764093600000 });
-        break;
-      case "publish":
-        this.reply({ type: "ack", id, data: { channel: msg["channel"], seq: 1, epoch: "e1" } });
-        break;
-      default:
-        this.reply({ type: "result", id, data: { handledBy: this.gateway.name } });
-    }
+  protected override identity(): { session: string; node: string } {
+    return { session: `s-${this.gateway.name}`, node: this.gateway.name };
   }
 
-  close(code = 1000, reason = ""): void {
-    if (this.readyState === 3) return;
-    this.readyState = 3;
-    setTimeout(() => this.onclose?.({ code, reason }), 0);
-  }
-
-  reply(frame: Msg): void {
-    setTimeout(() => {
-      if (this.readyState === 1) this.onmessage?.({ data: JSON.stringify(frame) });
-    }, 0);
+  protected override command(msg: Frame): Frame {
+    return { type: "result", id: msg["id"], data: { handledBy: this.gateway.name } };
   }
 }
 
@@ -137,16 +98,14 @@ function MyComponent(): ReactNode {
 
 afterEach(() => {
   cleanup();
-  for (const g of gateways.values()) {
-    g.sockets.length = 0;
-    g.received.length = 0;
-  }
+  resetFakes();
+  for (const g of gateways.values()) g.sockets.length = 0;
   vi.unstubAllGlobals();
 });
 
 describe("WebSocketPoolProvider", () => {
   it("runs the guide's example: counts, Send Urgent, Broadcast", async () => {
-    vi.stubGlobal("WebSocket", FakeSocket);
+    vi.stubGlobal("WebSocket", GatewaySocket);
     // The guide's "Zaawansowana konfiguracja z pooling" props, inline as written there.
     render(
       <WebSocketPoolProvider
@@ -183,7 +142,7 @@ describe("WebSocketPoolProvider", () => {
   it("sendMessage resolves with the reply; broadcastMessage with one result per connection", async () => {
     const { result } = renderHook(() => useWebSocketPool(), {
       wrapper: ({ children }) => (
-        <WebSocketPoolProvider config={{ ...GUIDE_CONFIG, WebSocketImpl: FakeSocket }}>{children}</WebSocketPoolProvider>
+        <WebSocketPoolProvider config={{ ...GUIDE_CONFIG, WebSocketImpl: GatewaySocket }}>{children}</WebSocketPoolProvider>
       ),
     });
     await waitFor(() => {
@@ -211,7 +170,7 @@ describe("WebSocketPoolProvider", () => {
       return null;
     }
     const { rerender } = render(
-      <WebSocketPoolProvider config={{ ...GUIDE_CONFIG, WebSocketImpl: FakeSocket }}>
+      <WebSocketPoolProvider config={{ ...GUIDE_CONFIG, WebSocketImpl: GatewaySocket }}>
         <Probe />
       </WebSocketPoolProvider>,
     );
@@ -219,7 +178,7 @@ describe("WebSocketPoolProvider", () => {
       expect(gateway(URL_A).open().length + gateway(URL_B).open().length).toBe(2);
     });
     rerender(
-      <WebSocketPoolProvider config={{ ...GUIDE_CONFIG, WebSocketImpl: FakeSocket }}>
+      <WebSocketPoolProvider config={{ ...GUIDE_CONFIG, WebSocketImpl: GatewaySocket }}>
         <Probe />
       </WebSocketPoolProvider>,
     );
@@ -228,7 +187,7 @@ describe("WebSocketPoolProvider", () => {
     expect(gateway(URL_A).sockets.length + gateway(URL_B).sockets.length).toBe(2);
 
     rerender(
-      <WebSocketPoolProvider config={{ ...GUIDE_CONFIG, minConnections: 1, WebSocketImpl: FakeSocket }}>
+      <WebSocketPoolProvider config={{ ...GUIDE_CONFIG, minConnections: 1, WebSocketImpl: GatewaySocket }}>
         <Probe />
       </WebSocketPoolProvider>,
     );
@@ -242,7 +201,7 @@ describe("WebSocketPoolProvider", () => {
   it("with enabled={false} has no pool, zero metrics, and refuses to send", async () => {
     const { result } = renderHook(() => useWebSocketPool(), {
       wrapper: ({ children }) => (
-        <WebSocketPoolProvider config={{ ...GUIDE_CONFIG, WebSocketImpl: FakeSocket }} enabled={false}>
+        <WebSocketPoolProvider config={{ ...GUIDE_CONFIG, WebSocketImpl: GatewaySocket }} enabled={false}>
           {children}
         </WebSocketPoolProvider>
       ),
@@ -256,7 +215,7 @@ describe("WebSocketPoolProvider", () => {
   });
 
   it("closes its pool on unmount, and a StrictMode double mount still connects", async () => {
-    vi.stubGlobal("WebSocket", FakeSocket);
+    vi.stubGlobal("WebSocket", GatewaySocket);
     const { unmount } = render(
       <StrictMode>
         <WebSocketPoolProvider config={GUIDE_CONFIG}>
@@ -272,7 +231,7 @@ describe("WebSocketPoolProvider", () => {
   });
 
   it("starts an injected pool and leaves closing it to the caller", async () => {
-    const pool = new TetherPool({ ...GUIDE_CONFIG, WebSocketImpl: FakeSocket });
+    const pool = new TetherPool({ ...GUIDE_CONFIG, WebSocketImpl: GatewaySocket });
     const { unmount } = render(
       <WebSocketPoolProvider pool={pool}>
         <MyComponent />
@@ -299,7 +258,7 @@ describe("useWebSocketPool", () => {
 describe("<PoolMetrics/>", () => {
   it("shows connection counts, strategy, requests and one row per connection", async () => {
     render(
-      <WebSocketPoolProvider config={{ ...GUIDE_CONFIG, WebSocketImpl: FakeSocket }}>
+      <WebSocketPoolProvider config={{ ...GUIDE_CONFIG, WebSocketImpl: GatewaySocket }}>
         <PoolMetrics />
       </WebSocketPoolProvider>,
     );
@@ -331,7 +290,7 @@ describe("<PoolMetrics/>", () => {
       );
     }
     render(
-      <WebSocketPoolProvider config={{ ...GUIDE_CONFIG, WebSocketImpl: FakeSocket }}>
+      <WebSocketPoolProvider config={{ ...GUIDE_CONFIG, WebSocketImpl: GatewaySocket }}>
         <SendOnce />
         <PoolMetrics />
       </WebSocketPoolProvider>,

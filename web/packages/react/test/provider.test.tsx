@@ -1,112 +1,13 @@
 // WebSocketProvider / useWebSocketContext in jsdom against an in-memory
-// gateway stand-in (`FakeSocket`) injected through TetherClient's
+// gateway stand-in (`FakeSocket`, support/fake-socket.ts) injected through TetherClient's
 // `WebSocketImpl` option (or the global `WebSocket`), so no server is needed.
 
-import { type LogPrefix, TetherClient, type WebSocketLike, setDebug, setLogSink } from "@tether/client";
+import { type LogPrefix, setDebug, setLogSink } from "@tether/client";
 import { act, cleanup, render, renderHook, screen, waitFor } from "@testing-library/react";
 import { StrictMode } from "react";
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { WebSocketMetrics, WebSocketProvider, useWebSocketContext } from "../src/index";
-
-const AGENT = {
-  name: "receipt-processor",
-  status: "idle",
-  replicas: 1,
-  commands: ["process_receipt"],
-  in_flight: 0,
-  processed: 12,
-  failed: 1,
-  avg_latency_ms: 35.2,
-  last_seen: 1764093600000,
-};
-
-/** A minimal gateway per protocol.md: `welcome` first, then replies by id. */
-class FakeSocket implements WebSocketLike {
-  static instances: FakeSocket[] = [];
-  readyState = 0;
-  readonly sent: Record<string, unknown>[] = [];
-  onopen: ((ev: never) => void) | null = null;
-  onmessage: ((ev: { data: unknown }) => void) | null = null;
-  onclose: ((ev: { code: number; reason: string }) => void) | null = null;
-  onerror: ((ev: never) => void) | null = null;
-
-  constructor(readonly url: string) {
-    FakeSocket.instances.push(this);
-    setTimeout(() => {
-      if (this.readyState !== 0) return;
-      this.readyState = 1;
-      this.reply({
-        type: "welcome",
-        data: {
-          session: "s-1",
-          node: "gw-test",
-          protocol: 1,
-          heartbeat_interval_ms: 30000,
-          heartbeat_timeout_ms: 10000,
-          max_message_bytes: 65536,
-          server_time: 1764093600000,
-        },
-      });
-    }, 0);
-  }
-
-  send(text: string): void {
-    const msg = JSON.parse(text) as Record<string, unknown>;
-    this.sent.push(msg);
-    const id = msg["id"];
-    switch (msg["type"]) {
-      case "ping":
-        this.reply({ type: "pong", id, ts: 1764093600000 });
-        break;
-      case "request_agent_status":
-        this.reply({ type: "agent_status", id, data: [AGENT] });
-        break;
-      case "subscribe":
-        // A resubscribe after a reconnect carries `since`; this stand-in lost its history.
-        this.reply({
-          type: "ack",
-          id,
-          data: { channel: msg["channel"], seq: 0, epoch: "e1", ...(msg["since"] === undefined ? {} : { recovered: false }) },
-        });
-        break;
-      case "unsubscribe":
-        this.reply({ type: "ack", id, data: { channel: msg["channel"] } });
-        break;
-      default:
-        this.reply({
-          type: "error",
-          id,
-          error: { code: "no_handler", message: "no agent handles it", retryable: true },
-        });
-    }
-  }
-
-  close(code = 1000, reason = ""): void {
-    if (this.readyState === 3) return;
-    this.readyState = 3;
-    setTimeout(() => this.onclose?.({ code, reason }), 0);
-  }
-
-  /** Delivers a server frame asynchronously, like a real socket. */
-  reply(frame: Record<string, unknown>): void {
-    setTimeout(() => {
-      if (this.readyState === 1) this.onmessage?.({ data: JSON.stringify(frame) });
-    }, 0);
-  }
-
-  /** Pushes an `event` frame as the gateway would on a subscribed channel. */
-  event(channel: string, seq: number, data: unknown): void {
-    this.reply({ type: "event", channel, seq, epoch: "e1", ts: 1764093600000, data });
-  }
-}
-
-const clients: TetherClient[] = [];
-
-function fakeClient(): TetherClient {
-  const client = new TetherClient({ url: "ws://gateway.test/ws", WebSocketImpl: FakeSocket, clientId: "tester" });
-  clients.push(client);
-  return client;
-}
+import { AGENT, FakeSocket, fakeClient, resetFakes } from "./support/fake-socket.js";
 
 /** Shows the context fields that the tests read. */
 function Status(): React.ReactNode {
@@ -120,10 +21,14 @@ function Status(): React.ReactNode {
   );
 }
 
+beforeEach(() => {
+  // No agent behind this gateway: commands get `no_handler`.
+  FakeSocket.commands = "no_handler";
+});
+
 afterEach(() => {
   cleanup();
-  for (const c of clients.splice(0)) c.close();
-  FakeSocket.instances = [];
+  resetFakes();
   vi.unstubAllGlobals();
 });
 
@@ -258,13 +163,7 @@ describe("WebSocketProvider: the guide's extra fields", () => {
   });
 
   it("refetches the agents after a reconnect whose recovery failed", async () => {
-    const client = new TetherClient({
-      url: "ws://gateway.test/ws",
-      WebSocketImpl: FakeSocket,
-      clientId: "tester",
-      reconnectInterval: 1,
-    });
-    clients.push(client);
+    const client = fakeClient({ reconnectInterval: 1 });
     const { result } = renderHook(() => useWebSocketContext(), {
       wrapper: ({ children }) => <WebSocketProvider client={client}>{children}</WebSocketProvider>,
     });

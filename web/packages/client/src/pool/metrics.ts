@@ -6,6 +6,7 @@
 // Not here: taking the snapshot (`TetherPool.getSnapshot`, which reads the
 // pool's state) and serving or downloading the text (the caller's job).
 
+import { PrometheusWriter, escapeLabel } from "../prometheus.js";
 import { type State } from "../state.js";
 import { type LoadBalancingStrategy } from "./config.js";
 
@@ -92,37 +93,19 @@ export const EMPTY_POOL_METRICS: PoolMetricsSnapshot = Object.freeze({
   connections: Object.freeze([]),
 });
 
-function escapeLabel(v: string): string {
-  return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
-}
-
-function num(v: number): string {
-  if (Number.isNaN(v)) return "NaN";
-  if (v === Infinity) return "+Inf";
-  if (v === -Infinity) return "-Inf";
-  return String(v);
-}
-
 /** `snapshot` as Prometheus text exposition (format 0.0.4); every name starts with `tether_pool_`. */
 export function renderPoolMetrics(m: PoolMetricsSnapshot): string {
-  const out: string[] = [];
-  const family = (name: string, type: "gauge" | "counter", help: string, samples: readonly (readonly [string, number])[]): void => {
-    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-    for (const [labels, value] of samples) out.push(`${name}${labels} ${num(value)}`);
-  };
-  const one = (name: string, type: "gauge" | "counter", help: string, value: number): void => {
-    family(name, type, help, [["", value]]);
-  };
-  one("tether_pool_connections", "gauge", "Connections started and not closed", m.totalConnections);
-  one("tether_pool_active_connections", "gauge", "Connections with an open socket", m.activeConnections);
-  one("tether_pool_healthy_connections", "gauge", "Connections that may be chosen", m.healthyConnections);
-  one("tether_pool_failed_connections", "gauge", "Connections waiting to reconnect after a failure", m.failedConnections);
-  one("tether_pool_queued_requests", "gauge", "Requests waiting for a healthy connection", m.queued);
-  one("tether_pool_in_flight_requests", "gauge", "Requests sent and not yet answered", m.inFlight);
-  one("tether_pool_requests_total", "counter", "Requests sent through the pool", m.totalRequests);
-  one("tether_pool_failed_requests_total", "counter", "Requests through the pool that failed", m.failedRequests);
-  one("tether_pool_rejected_total", "counter", "Requests refused or displaced by a full queue", m.rejected);
-  one(
+  const w = new PrometheusWriter();
+  w.series("tether_pool_connections", "gauge", "Connections started and not closed", m.totalConnections);
+  w.series("tether_pool_active_connections", "gauge", "Connections with an open socket", m.activeConnections);
+  w.series("tether_pool_healthy_connections", "gauge", "Connections that may be chosen", m.healthyConnections);
+  w.series("tether_pool_failed_connections", "gauge", "Connections waiting to reconnect after a failure", m.failedConnections);
+  w.series("tether_pool_queued_requests", "gauge", "Requests waiting for a healthy connection", m.queued);
+  w.series("tether_pool_in_flight_requests", "gauge", "Requests sent and not yet answered", m.inFlight);
+  w.series("tether_pool_requests_total", "counter", "Requests sent through the pool", m.totalRequests);
+  w.series("tether_pool_failed_requests_total", "counter", "Requests through the pool that failed", m.failedRequests);
+  w.series("tether_pool_rejected_total", "counter", "Requests refused or displaced by a full queue", m.rejected);
+  w.series(
     "tether_pool_average_response_seconds",
     "gauge",
     "Mean time from send to a successful reply",
@@ -136,19 +119,19 @@ export function renderPoolMetrics(m: PoolMetricsSnapshot): string {
       const v = value(c);
       if (v !== null) samples.push([label(c), v]);
     }
-    family(name, type, help, samples);
+    w.family(name, type, help, samples);
   };
   per("tether_pool_endpoint_healthy", "gauge", "1 while the connection may be chosen", (c) => (c.healthy ? 1 : 0));
   per("tether_pool_endpoint_score", "gauge", "Health score (0 when unhealthy)", (c) => c.score);
   per("tether_pool_endpoint_rtt_seconds", "gauge", "Smoothed ping round trip", (c) => (c.rtt === null ? null : c.rtt / 1000));
   per("tether_pool_endpoint_errors", "gauge", "Errors in the error window", (c) => c.errors);
   per("tether_pool_endpoint_in_flight", "gauge", "Requests in flight", (c) => c.inFlight);
-  family(
+  w.family(
     "tether_pool_endpoint_state",
     "gauge",
     "1 for the connection's current state",
     m.connections.map((c) => [label(c, `,state="${escapeLabel(c.state)}"`), 1] as const),
   );
   per("tether_pool_endpoint_requests_total", "counter", "Requests sent to the connection", (c) => c.requests);
-  return `${out.join("\n")}\n`;
+  return w.text();
 }
