@@ -34,6 +34,8 @@ pub enum Command {
     Agent(AgentArgs),
     /// Print a signed HS256 token.
     Token(TokenArgs),
+    /// Load-test a running gateway (publish, fanout).
+    Bench(BenchArgs),
 }
 
 /// `tether serve` flags, before layering. Every one is optional here so that
@@ -195,6 +197,74 @@ pub struct TokenArgs {
     /// Lifetime.
     #[arg(long, value_parser = duration, default_value = "1h")]
     pub ttl: Duration,
+}
+
+/// `tether bench`: one scenario per run.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub scenario: BenchScenario,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchScenario {
+    /// K publishers, each on its own channel: durable publishes acknowledged per second.
+    Publish(BenchPublishArgs),
+    /// S subscribers on one channel and P publishers: deliveries per second.
+    Fanout(BenchFanoutArgs),
+}
+
+/// Flags every `tether bench` scenario takes.
+#[derive(Debug, Args)]
+pub struct BenchCommonArgs {
+    /// The gateway's WebSocket URL (`ws://HOST:PORT/ws`; `http://HOST:PORT` means its `/ws`).
+    #[arg(long, env = "TETHER_URL", default_value = "ws://127.0.0.1:8001/ws")]
+    pub url: String,
+    /// Bearer token for every connection (auth on; they then share its principal).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// How long to publish (then up to 10s more for the last acks and deliveries).
+    #[arg(long, value_parser = duration, default_value = "10s", value_name = "D")]
+    pub duration: Duration,
+    /// Stop after this many publishes in all (split across the publishers), or at --duration.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Bytes of each publish's `data` JSON (at least the ~30 its timestamp needs).
+    #[arg(long = "payload-size", default_value_t = 100, value_name = "BYTES")]
+    pub payload_size: usize,
+    /// Unacknowledged publishes each publisher keeps in flight.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub window: usize,
+    /// The gateway's process id: report its resident memory per connection (Linux).
+    #[arg(long = "server-pid", value_name = "PID")]
+    pub server_pid: Option<u32>,
+    /// One JSON line on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchPublishArgs {
+    #[command(flatten)]
+    pub common: BenchCommonArgs,
+    /// Concurrent publishers (connections), each on its own channel.
+    #[arg(long, default_value_t = 16, value_name = "K")]
+    pub publishers: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchFanoutArgs {
+    #[command(flatten)]
+    pub common: BenchCommonArgs,
+    /// Subscriber connections on the channel.
+    #[arg(long, default_value_t = 1000, value_name = "S")]
+    pub subscribers: usize,
+    /// Publisher connections on the channel.
+    #[arg(long, default_value_t = 1, value_name = "P")]
+    pub publishers: usize,
+    /// Publishes per second across all publishers [default: as fast as the windows allow].
+    #[arg(long, value_name = "MSGS_PER_S")]
+    pub rate: Option<f64>,
 }
 
 /// Parses `500ms`, `30s`, `5m`, `24h` (any humantime duration).

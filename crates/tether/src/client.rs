@@ -10,7 +10,7 @@ use tether_protocol::server::event_frame;
 use crate::cli::{AgentArgs, ClientArgs, PubArgs, SubArgs};
 
 /// `http://h:p` → `ws://h:p/ws`; `https` → `wss`.
-fn ws_url(url: &str) -> anyhow::Result<String> {
+pub(crate) fn ws_url(url: &str) -> anyhow::Result<String> {
     for (from, to) in [("http://", "ws://"), ("https://", "wss://")] {
         if let Some(rest) = url.strip_prefix(from) {
             let rest = rest.trim_end_matches('/');

@@ -1,6 +1,8 @@
 //! The `tether` binary: `serve` runs the gateway; `pub`, `sub` and `agent` are
-//! small clients for trying it out and for scripts.
+//! small clients for trying it out and for scripts; `bench` is the load
+//! generator.
 
+mod bench;
 mod cli;
 mod client;
 mod serve;
@@ -47,6 +49,13 @@ fn main() -> ExitCode {
         Command::Sub(args) => runtime.block_on(client::subscribe(args)),
         Command::Agent(args) => runtime.block_on(client::agent(args)),
         Command::Token(args) => token::print(args),
+        Command::Bench(args) => match bench::Plan::from_args(args) {
+            Ok(plan) => runtime.block_on(bench::run(plan)),
+            Err(cli::UsageError(msg)) => {
+                eprintln!("error: {msg}");
+                return ExitCode::from(2);
+            }
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

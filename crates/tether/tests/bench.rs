@@ -1,0 +1,300 @@
+//! `tether bench` as a user runs it: against the real gateway (counts, no
+//! loss, no duplicates, every report field), against a fake gateway that
+//! skips and repeats seqs (the loss and duplicate detection must see them),
+//! and its exit codes. No timing is asserted.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use support::{Gateway, BIN};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Runs `tether bench ARGS`; returns the exit code, stdout and stderr.
+async fn bench(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        tokio::process::Command::new(BIN)
+            .arg("bench")
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("tether bench finished in time")
+    .expect("run tether bench");
+    let stdout = String::from_utf8(out.stdout).expect("utf8 stdout");
+    let stderr = String::from_utf8(out.stderr).expect("utf8 stderr");
+    (out.status.code(), stdout, stderr)
+}
+
+/// Runs `tether bench ARGS --json`, which must succeed with one JSON line.
+async fn bench_json(args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let (code, stdout, stderr) = bench(&all).await;
+    assert_eq!(code, Some(0), "tether bench {args:?} failed; stderr: {stderr}");
+    assert_eq!(stdout.lines().count(), 1, "one JSON line: {stdout:?}");
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+fn count(v: &Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or_else(|| panic!("no count {key:?} in {v}"))
+}
+
+fn assert_latency_fields(v: &Value) {
+    let l = &v["latency_us"];
+    for key in ["samples", "p50", "p90", "p99", "p99_9", "max"] {
+        assert!(l[key].is_u64(), "latency_us.{key} missing: {v}");
+    }
+    assert!(count(l, "samples") > 0, "latency samples: {v}");
+    assert!(
+        count(l, "p50") <= count(l, "p99") && count(l, "p99") <= count(l, "max"),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_and_fanout_against_the_real_gateway() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The default per-connection rate limit (100 frames/s) would throttle the
+    // benchmark; docs/benchmarks.md starts the gateway the same way.
+    let gw = Gateway::spawn(dir.path(), &["--rate-limit", "1000000", "--rate-burst", "1000000"]);
+    let url = gw.ws();
+    let pid = gw.child.id().to_string();
+
+    let v = bench_json(&[
+        "publish",
+        "--url",
+        &url,
+        "--publishers",
+        "2",
+        "--duration",
+        "1s",
+        "--server-pid",
+        &pid,
+    ])
+    .await;
+    assert_eq!(v["scenario"], "publish", "{v}");
+    assert_eq!(count(&v, "publishers"), 2);
+    assert!(count(&v, "acked") > 0, "{v}");
+    assert_eq!(count(&v, "acked") + count(&v, "unacked"), count(&v, "sent"), "{v}");
+    assert!(v["acks_per_s"].as_f64().expect("acks_per_s") > 0.0, "{v}");
+    assert_eq!(count(&v, "lost"), 0, "{v}");
+    assert_eq!(count(&v, "duplicates"), 0, "{v}");
+    assert_eq!(v["latency_us"]["measured"], "send_to_ack");
+    assert_latency_fields(&v);
+    let rss = &v["server_rss"];
+    assert_eq!(count(rss, "connections"), 2, "{v}");
+    assert!(
+        count(rss, "after_kib") > 0 && rss["per_connection_bytes"].is_i64(),
+        "{v}"
+    );
+
+    let v = bench_json(&[
+        "fanout",
+        "--url",
+        &url,
+        "--subscribers",
+        "20",
+        "--rate",
+        "200",
+        "--duration",
+        "1s",
+    ])
+    .await;
+    assert_eq!(v["scenario"], "fanout", "{v}");
+    assert!(count(&v, "acked") > 0, "{v}");
+    assert!(count(&v, "deliveries") > 0, "{v}");
+    assert_eq!(count(&v, "deliveries"), count(&v, "expected_deliveries"), "{v}");
+    assert_eq!(count(&v, "deliveries"), 20 * count(&v, "acked"), "{v}");
+    assert!(v["deliveries_per_s"].as_f64().expect("deliveries_per_s") > 0.0, "{v}");
+    assert_eq!(count(&v, "lost"), 0, "{v}");
+    assert_eq!(count(&v, "duplicates"), 0, "{v}");
+    assert_eq!(count(&v, "disconnects"), 0, "{v}");
+    assert_eq!(v["latency_us"]["measured"], "publish_to_delivery");
+    assert_latency_fields(&v);
+    assert!(v["server_rss"].is_null(), "no --server-pid: {v}");
+
+    // Without --json: the table on stdout.
+    let (code, stdout, stderr) = bench(&[
+        "fanout",
+        "--url",
+        &url,
+        "--subscribers",
+        "2",
+        "--count",
+        "5",
+        "--duration",
+        "5s",
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.starts_with("tether bench fanout against "), "{stdout}");
+    for row in ["deliveries", "latency, publish to delivery", "lost / duplicated"] {
+        assert!(stdout.contains(row), "row {row:?} in {stdout}");
+    }
+    assert!(stdout.contains("10 of 10 expected"), "{stdout}");
+}
+
+// ---------------------------------------------------------------------------
+// A fake gateway that plants a lost and a duplicated message
+
+#[derive(Default)]
+struct FakeChannel {
+    seq: u64,
+    subscribers: Vec<mpsc::UnboundedSender<String>>,
+}
+
+type FakeState = Arc<Mutex<HashMap<String, FakeChannel>>>;
+
+/// A WebSocket server speaking just enough of the protocol for `tether
+/// bench`, except that on every channel it skips seq 3 (acks and events jump
+/// from 2 to 4: one lost) and sends seq 5 twice (its event to every
+/// subscriber, and its ack: one duplicate each). Returns its URL.
+async fn fake_gateway() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let state = FakeState::default();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(fake_connection(tcp, state.clone()));
+        }
+    });
+    format!("ws://{addr}/ws")
+}
+
+async fn fake_connection(tcp: TcpStream, state: FakeState) {
+    let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else {
+        return;
+    };
+    let (mut sink, mut stream) = ws.split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Some(text) = rx.recv().await {
+            if sink.send(Message::text(text)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let welcome = json!({"type": "welcome", "data": {"session": "fake", "node": "fake", "protocol": 1,
+        "heartbeat_interval_ms": 30000, "heartbeat_timeout_ms": 10000, "max_message_bytes": 65536,
+        "server_time": 0}});
+    let _ = tx.send(welcome.to_string());
+    while let Some(Ok(msg)) = stream.next().await {
+        let Message::Text(text) = msg else { continue };
+        let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else {
+            continue;
+        };
+        let channel = v["channel"].as_str().unwrap_or_default().to_owned();
+        let mut st = state.lock().expect("state");
+        let ch = st.entry(channel.clone()).or_default();
+        match v["type"].as_str() {
+            Some("subscribe") => {
+                ch.subscribers.push(tx.clone());
+                let ack =
+                    json!({"type": "ack", "id": v["id"], "data": {"channel": channel, "seq": ch.seq, "epoch": "e1"}});
+                let _ = tx.send(ack.to_string());
+            }
+            Some("publish") => {
+                ch.seq += 1;
+                if ch.seq == 3 {
+                    ch.seq += 1; // seq 3 is never sent: lost
+                }
+                let seq = ch.seq;
+                let copies = if seq == 5 { 2 } else { 1 }; // seq 5 twice: a duplicate
+                let event = json!({"type": "event", "channel": channel, "seq": seq, "epoch": "e1", "ts": 0,
+                    "from": "fake", "data": v["data"]})
+                .to_string();
+                let ack =
+                    json!({"type": "ack", "id": v["id"], "data": {"channel": channel, "seq": seq, "epoch": "e1"}})
+                        .to_string();
+                for _ in 0..copies {
+                    for sub in &ch.subscribers {
+                        let _ = sub.send(event.clone());
+                    }
+                    let _ = tx.send(ack.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planted_loss_and_duplicates_are_detected() {
+    let url = fake_gateway().await;
+
+    let v = bench_json(&[
+        "fanout",
+        "--url",
+        &url,
+        "--subscribers",
+        "3",
+        "--rate",
+        "200",
+        "--count",
+        "20",
+        "--duration",
+        "10s",
+    ])
+    .await;
+    // Publishes 1..=20 got seqs 1, 2, 4, …, 21: each subscriber missed seq 3
+    // and got seq 5 twice.
+    assert_eq!(count(&v, "acked"), 20, "{v}");
+    assert_eq!(count(&v, "lost"), 3, "one lost per subscriber: {v}");
+    assert_eq!(count(&v, "duplicates"), 3, "one duplicate per subscriber: {v}");
+    assert_eq!(count(&v, "duplicate_acks"), 1, "the repeated ack: {v}");
+    assert_eq!(count(&v, "deliveries"), 3 * 21, "20 events and a repeat each: {v}");
+    assert_eq!(count(&v, "expected_deliveries"), 3 * 21, "{v}");
+    assert_latency_fields(&v);
+
+    let v = bench_json(&[
+        "publish",
+        "--url",
+        &url,
+        "--publishers",
+        "2",
+        "--count",
+        "20",
+        "--duration",
+        "10s",
+    ])
+    .await;
+    // Each publisher's channel skips seq 3 and acks seq 5 twice.
+    assert_eq!(count(&v, "acked"), 20, "{v}");
+    assert_eq!(count(&v, "lost"), 2, "a gap in each channel's acks: {v}");
+    assert_eq!(count(&v, "duplicates"), 2, "a repeated ack on each channel: {v}");
+}
+
+#[tokio::test]
+async fn usage_errors_exit_2_and_runtime_failures_exit_1() {
+    for args in [
+        &["fanout", "--subscribers", "0"][..],
+        &["publish", "--publishers", "0"],
+        &["fanout", "--rate", "-5"],
+        &["publish", "--window", "0"],
+        &["publish", "--duration", "5 parsecs"],
+        &["publish", "--url", "ftp://127.0.0.1/"],
+        &["publish", "--frobnicate"],
+        &["fanout", "--subscribers", "100000000"],
+    ] {
+        let (code, stdout, stderr) = bench(args).await;
+        assert_eq!(code, Some(2), "exit 2 for {args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        assert_eq!(stderr.lines().count(), 1, "one line for {args:?}: {stderr:?}");
+        assert!(stderr.starts_with("error: "), "{stderr}");
+    }
+    // Nothing listens on port 1.
+    let (code, stdout, stderr) = bench(&["publish", "--url", "ws://127.0.0.1:1/ws", "--duration", "1s"]).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("cannot connect to ws://127.0.0.1:1/ws"), "{stderr}");
+}
