@@ -21,8 +21,9 @@ pub enum Outbound {
     Frame(Utf8Bytes),
     /// Recovered history to stream from the store, in order, before anything
     /// queued after it. Kept as one item so that a long replay costs one slot,
-    /// not one per event.
-    Replay(Replay),
+    /// not one per event. Boxed: replays are rare, and a small item keeps the
+    /// queue's preallocated slots (a block of 32 per connection) small.
+    Replay(Box<Replay>),
 }
 
 /// The events `after < seq <= upto` of `channel` (none older than
@@ -110,7 +111,7 @@ impl ConnHandle {
 
     /// Queues a replay of stored history without waiting (one slot).
     pub fn replay(&self, replay: Replay) -> Enqueue {
-        self.enqueue(Outbound::Replay(replay))
+        self.enqueue(Outbound::Replay(Box::new(replay)))
     }
 
     fn enqueue(&self, item: Outbound) -> Enqueue {
