@@ -34,7 +34,7 @@ pub enum Command {
     Agent(AgentArgs),
     /// Print a signed HS256 token.
     Token(TokenArgs),
-    /// Load-test a running gateway (publish, fanout).
+    /// Load-test a running gateway (publish, fanout, connections, rpc).
     Bench(BenchArgs),
 }
 
@@ -212,6 +212,10 @@ pub enum BenchScenario {
     Publish(BenchPublishArgs),
     /// S subscribers on one channel and P publishers: deliveries per second.
     Fanout(BenchFanoutArgs),
+    /// C idle connections held with heartbeats: open rate and the gateway's memory per connection.
+    Connections(BenchConnectionsArgs),
+    /// K clients sending commands to N agents that echo them: results per second.
+    Rpc(BenchRpcArgs),
 }
 
 /// Flags every `tether bench` scenario takes.
@@ -223,18 +227,6 @@ pub struct BenchCommonArgs {
     /// Bearer token for every connection (auth on; they then share its principal).
     #[arg(long)]
     pub token: Option<String>,
-    /// How long to publish (then up to 10s more for the last acks and deliveries).
-    #[arg(long, value_parser = duration, default_value = "10s", value_name = "D")]
-    pub duration: Duration,
-    /// Stop after this many publishes in all (split across the publishers), or at --duration.
-    #[arg(long, value_name = "N")]
-    pub count: Option<u64>,
-    /// Bytes of each publish's `data` JSON (at least the ~30 its timestamp needs).
-    #[arg(long = "payload-size", default_value_t = 100, value_name = "BYTES")]
-    pub payload_size: usize,
-    /// Unacknowledged publishes each publisher keeps in flight.
-    #[arg(long, default_value_t = 64, value_name = "N")]
-    pub window: usize,
     /// The gateway's process id: report its resident memory per connection (Linux).
     #[arg(long = "server-pid", value_name = "PID")]
     pub server_pid: Option<u32>,
@@ -243,19 +235,40 @@ pub struct BenchCommonArgs {
     pub json: bool,
 }
 
+/// Flags of the scenarios that send messages (publish, fanout, rpc).
+#[derive(Debug, Args)]
+pub struct BenchLoadArgs {
+    /// How long to send (then up to 10s more for the last acks, deliveries or results).
+    #[arg(long, value_parser = duration, default_value = "10s", value_name = "D")]
+    pub duration: Duration,
+    /// Stop after this many publishes (commands, for rpc) in all, split across the senders, or at --duration.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Bytes of each publish's (or command's) `data` JSON (at least the ~30 its timestamp needs).
+    #[arg(long = "payload-size", default_value_t = 100, value_name = "BYTES")]
+    pub payload_size: usize,
+}
+
 #[derive(Debug, Args)]
 pub struct BenchPublishArgs {
     #[command(flatten)]
     pub common: BenchCommonArgs,
+    #[command(flatten)]
+    pub load: BenchLoadArgs,
     /// Concurrent publishers (connections), each on its own channel.
     #[arg(long, default_value_t = 16, value_name = "K")]
     pub publishers: usize,
+    /// Unacknowledged publishes each publisher keeps in flight.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub window: usize,
 }
 
 #[derive(Debug, Args)]
 pub struct BenchFanoutArgs {
     #[command(flatten)]
     pub common: BenchCommonArgs,
+    #[command(flatten)]
+    pub load: BenchLoadArgs,
     /// Subscriber connections on the channel.
     #[arg(long, default_value_t = 1000, value_name = "S")]
     pub subscribers: usize,
@@ -265,6 +278,41 @@ pub struct BenchFanoutArgs {
     /// Publishes per second across all publishers [default: as fast as the windows allow].
     #[arg(long, value_name = "MSGS_PER_S")]
     pub rate: Option<f64>,
+    /// Unacknowledged publishes each publisher keeps in flight.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub window: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchConnectionsArgs {
+    #[command(flatten)]
+    pub common: BenchCommonArgs,
+    /// Idle connections to open and hold.
+    #[arg(long, default_value_t = 1000, value_name = "C")]
+    pub connections: usize,
+    /// Loopback source addresses to connect from (127.0.0.2, 127.0.0.3, …) [default: one per 10000 connections].
+    #[arg(long = "source-addrs", value_name = "N")]
+    pub source_addrs: Option<usize>,
+    /// How long to hold the connections once all are open (each sends a `ping` every half heartbeat interval).
+    #[arg(long, value_parser = duration, default_value = "10s", value_name = "D")]
+    pub hold: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchRpcArgs {
+    #[command(flatten)]
+    pub common: BenchCommonArgs,
+    #[command(flatten)]
+    pub load: BenchLoadArgs,
+    /// Agent connections, each registered for the run's echo command.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub agents: usize,
+    /// Client connections sending commands.
+    #[arg(long, default_value_t = 4, value_name = "K")]
+    pub clients: usize,
+    /// Commands each client keeps in flight (sent, no result yet).
+    #[arg(long, default_value_t = 64, value_name = "X")]
+    pub concurrency: usize,
 }
 
 /// Parses `500ms`, `30s`, `5m`, `24h` (any humantime duration).

@@ -1,7 +1,8 @@
 //! `tether bench` as a user runs it: against the real gateway (counts, no
 //! loss, no duplicates, every report field), against a fake gateway that
-//! skips and repeats seqs (the loss and duplicate detection must see them),
-//! and its exit codes. No timing is asserted.
+//! skips and repeats seqs and drops and repeats command results (the loss and
+//! duplicate detection must see them), and its exit codes. No timing is
+//! asserted.
 
 mod support;
 
@@ -142,6 +143,109 @@ async fn publish_and_fanout_against_the_real_gateway() {
     assert!(stdout.contains("10 of 10 expected"), "{stdout}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_and_rpc_against_the_real_gateway() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = Gateway::spawn(dir.path(), &["--rate-limit", "1000000", "--rate-burst", "1000000"]);
+    let url = gw.ws();
+    let pid = gw.child.id().to_string();
+
+    let v = bench_json(&[
+        "connections",
+        "--url",
+        &url,
+        "--connections",
+        "100",
+        "--source-addrs",
+        "2",
+        "--hold",
+        "1s",
+        "--server-pid",
+        &pid,
+    ])
+    .await;
+    assert_eq!(v["scenario"], "connections", "{v}");
+    assert_eq!(count(&v, "connections"), 100, "{v}");
+    assert_eq!(v["source_addrs"], json!(["127.0.0.2", "127.0.0.3"]), "{v}");
+    assert_eq!(count(&v, "opened"), 100, "{v}");
+    assert_eq!(count(&v, "failed"), 0, "{v}");
+    assert_eq!(count(&v, "disconnects"), 0, "{v}");
+    assert_eq!(count(&v, "closed"), 100, "every close answered: {v}");
+    assert!(count(&v, "pongs") <= count(&v, "pings"), "{v}");
+    assert!(v["opens_per_s"].as_f64().expect("opens_per_s") > 0.0, "{v}");
+    let rss = &v["server_rss"];
+    assert_eq!(count(rss, "connections"), 100, "{v}");
+    assert!(
+        count(rss, "held_kib") > 0 && rss["held_per_connection_bytes"].is_i64(),
+        "{v}"
+    );
+
+    let v = bench_json(&[
+        "rpc",
+        "--url",
+        &url,
+        "--agents",
+        "2",
+        "--clients",
+        "2",
+        "--duration",
+        "1s",
+    ])
+    .await;
+    assert_eq!(v["scenario"], "rpc", "{v}");
+    assert_eq!((count(&v, "agents"), count(&v, "clients")), (2, 2), "{v}");
+    assert!(count(&v, "results") > 0, "{v}");
+    assert_eq!(count(&v, "results"), count(&v, "sent"), "{v}");
+    assert_eq!(count(&v, "tasks"), count(&v, "results"), "one task per command: {v}");
+    assert_eq!(count(&v, "failed"), 0, "{v}");
+    assert_eq!(count(&v, "lost"), 0, "{v}");
+    assert_eq!(count(&v, "duplicates"), 0, "{v}");
+    assert_eq!(count(&v, "agent_errors"), 0, "{v}");
+    assert_eq!(count(&v, "disconnects"), 0, "{v}");
+    assert!(v["results_per_s"].as_f64().expect("results_per_s") > 0.0, "{v}");
+    assert_eq!(v["latency_us"]["measured"], "send_to_result");
+    assert_latency_fields(&v);
+
+    // Without --json: the tables.
+    let (code, stdout, stderr) =
+        bench(&["rpc", "--url", &url, "--agents", "1", "--clients", "1", "--count", "7"]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.starts_with("tether bench rpc against "), "{stdout}");
+    assert!(stdout.contains("7 sent, 7 results, 0 failed"), "{stdout}");
+    assert!(stdout.contains("latency, send to result"), "{stdout}");
+    let (code, stdout, stderr) = bench(&["connections", "--url", &url, "--connections", "3", "--hold", "0s"]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("3 opened, 0 failed"), "{stdout}");
+    assert!(stdout.contains("3 closed cleanly"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_count_refused_opens_and_use_every_source_address() {
+    // The per-IP cap counts each source address apart: 10 from each of two.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = Gateway::spawn(dir.path(), &["--max-connections-per-ip", "10"]);
+    let (code, stdout, stderr) = bench(&[
+        "connections",
+        "--url",
+        &gw.ws(),
+        "--connections",
+        "30",
+        "--source-addrs",
+        "2",
+        "--hold",
+        "0s",
+        "--json",
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    assert_eq!(count(&v, "opened"), 20, "{v}");
+    assert_eq!(count(&v, "failed"), 10, "{v}");
+    assert_eq!(count(&v, "closed"), 20, "{v}");
+    assert!(stderr.contains("10 connection(s) could not be opened"), "{stderr}");
+    assert!(stderr.contains("per-IP cap"), "the hint: {stderr}");
+}
+
 // ---------------------------------------------------------------------------
 // A fake gateway that plants a lost and a duplicated message
 
@@ -151,12 +255,30 @@ struct FakeChannel {
     subscribers: Vec<mpsc::UnboundedSender<String>>,
 }
 
-type FakeState = Arc<Mutex<HashMap<String, FakeChannel>>>;
+/// A command dispatched to an agent: who asked, its id, and how many results
+/// to send back.
+struct FakeTask {
+    requester: mpsc::UnboundedSender<String>,
+    id: Value,
+    copies: usize,
+}
+
+#[derive(Default)]
+struct Fake {
+    channels: HashMap<String, FakeChannel>,
+    agents: Vec<mpsc::UnboundedSender<String>>,
+    tasks: HashMap<String, FakeTask>,
+    next_task: u64,
+}
+
+type FakeState = Arc<Mutex<Fake>>;
 
 /// A WebSocket server speaking just enough of the protocol for `tether
 /// bench`, except that on every channel it skips seq 3 (acks and events jump
 /// from 2 to 4: one lost) and sends seq 5 twice (its event to every
-/// subscriber, and its ack: one duplicate each). Returns its URL.
+/// subscriber, and its ack: one duplicate each), and of each connection's
+/// commands it never dispatches the third (lost) and answers the fifth twice
+/// (a duplicate). Returns its URL.
 async fn fake_gateway() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -186,15 +308,52 @@ async fn fake_connection(tcp: TcpStream, state: FakeState) {
         "heartbeat_interval_ms": 30000, "heartbeat_timeout_ms": 10000, "max_message_bytes": 65536,
         "server_time": 0}});
     let _ = tx.send(welcome.to_string());
+    let mut commands = 0;
     while let Some(Ok(msg)) = stream.next().await {
         let Message::Text(text) = msg else { continue };
         let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else {
             continue;
         };
         let channel = v["channel"].as_str().unwrap_or_default().to_owned();
-        let mut st = state.lock().expect("state");
-        let ch = st.entry(channel.clone()).or_default();
+        let mut guard = state.lock().expect("state");
+        let st = &mut *guard;
+        let ch = st.channels.entry(channel.clone()).or_default();
         match v["type"].as_str() {
+            Some("register") => {
+                st.agents.push(tx.clone());
+                let ack = json!({"type": "ack", "id": v["id"], "data": {"name": v["data"]["name"], "replica": "fake"}});
+                let _ = tx.send(ack.to_string());
+            }
+            Some("task_result") => {
+                if let Some(task) = v["id"].as_str().and_then(|id| st.tasks.remove(id)) {
+                    let result = json!({"type": "result", "id": task.id, "data": v["data"]}).to_string();
+                    for _ in 0..task.copies {
+                        let _ = task.requester.send(result.clone());
+                    }
+                }
+            }
+            Some(kind) if kind.starts_with("bench_echo") => {
+                commands += 1;
+                if commands == 3 {
+                    continue; // never dispatched: lost
+                }
+                st.next_task += 1;
+                let task_id = format!("t-{}", st.next_task);
+                let copies = if commands == 5 { 2 } else { 1 }; // answered twice: a duplicate
+                let task = json!({"type": "task", "id": task_id, "data": {"command": kind, "payload": v["data"], "from": "fake"}});
+                let Some(agent) = st.agents.get(st.next_task as usize % st.agents.len().max(1)) else {
+                    continue; // no agent yet (the bench registers its agents first)
+                };
+                let _ = agent.send(task.to_string());
+                st.tasks.insert(
+                    task_id,
+                    FakeTask {
+                        requester: tx.clone(),
+                        id: v["id"].clone(),
+                        copies,
+                    },
+                );
+            }
             Some("subscribe") => {
                 ch.subscribers.push(tx.clone());
                 let ack =
@@ -272,6 +431,34 @@ async fn planted_loss_and_duplicates_are_detected() {
     assert_eq!(count(&v, "duplicates"), 2, "a repeated ack on each channel: {v}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planted_lost_and_duplicated_results_are_detected() {
+    let url = fake_gateway().await;
+    // Each client sends 10 commands: the fake never dispatches its third
+    // (lost, after the 10 s wait for the last results) and answers its fifth
+    // twice.
+    let v = bench_json(&[
+        "rpc",
+        "--url",
+        &url,
+        "--agents",
+        "2",
+        "--clients",
+        "2",
+        "--count",
+        "20",
+        "--duration",
+        "200ms",
+    ])
+    .await;
+    assert_eq!(count(&v, "sent"), 20, "{v}");
+    assert_eq!(count(&v, "results"), 18, "{v}");
+    assert_eq!(count(&v, "lost"), 2, "one lost per client: {v}");
+    assert_eq!(count(&v, "duplicates"), 2, "one repeated result per client: {v}");
+    assert_eq!(count(&v, "tasks"), 18, "{v}");
+    assert_eq!(count(&v, "failed"), 0, "{v}");
+}
+
 #[tokio::test]
 async fn usage_errors_exit_2_and_runtime_failures_exit_1() {
     for args in [
@@ -283,6 +470,16 @@ async fn usage_errors_exit_2_and_runtime_failures_exit_1() {
         &["publish", "--url", "ftp://127.0.0.1/"],
         &["publish", "--frobnicate"],
         &["fanout", "--subscribers", "100000000"],
+        &["connections", "--connections", "0"],
+        &["connections", "--connections", "100000000"],
+        &["connections", "--source-addrs", "0"],
+        &["connections", "--source-addrs", "300"],
+        &["connections", "--url", "ws://192.0.2.1:9/ws", "--source-addrs", "2"],
+        &["connections", "--window", "4"],
+        &["rpc", "--agents", "0"],
+        &["rpc", "--clients", "0"],
+        &["rpc", "--concurrency", "0"],
+        &["rpc", "--hold", "1s"],
     ] {
         let (code, stdout, stderr) = bench(args).await;
         assert_eq!(code, Some(2), "exit 2 for {args:?}: {stderr}");

@@ -11,19 +11,32 @@
 //!   the latency from the publisher's timestamp (embedded in each event's
 //!   `data`) to delivery, and checks every seq at every subscriber
 //!   ([`stats::SeqTracker`]).
+//! - `connections` ([`connections`]): C idle connections, opened from several
+//!   loopback source addresses so that C can exceed one address's ephemeral
+//!   ports, each sending a protocol `ping` every half heartbeat interval;
+//!   reports connections opened and failed, the open rate, and the gateway's
+//!   memory per connection; closes them cleanly after `--hold`.
+//! - `rpc` ([`rpc`]): N agents registered for one command type echo every
+//!   task; K clients keep a window of commands in flight; reports results/s
+//!   and the latency from sending a command to its `result`, and checks that
+//!   every command got exactly one result.
 //!
-//! Both read the gateway's resident memory before connecting and once every
+//! All read the gateway's resident memory before connecting and once every
 //! connection is up when given `--server-pid`, print a progress line to stderr
 //! every second, and end with a table on stdout (or one JSON line, `--json`).
 //! Every phase is bounded: connects by [`CONNECT_TIMEOUT`], sending by
-//! `--duration` (and `--count`), the wait for the last acks and deliveries by
-//! [`DRAIN_LIMIT`], and the whole run by a hard deadline.
+//! `--duration` (and `--count`) or `--hold`, the wait for the last acks,
+//! deliveries and results by [`DRAIN_LIMIT`], and the whole run by a hard
+//! deadline.
 
+mod connections;
 mod fanout;
 mod publish;
+mod rpc;
 pub mod stats;
 
 use std::borrow::Cow;
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -32,27 +45,36 @@ use anyhow::{anyhow, bail, Context};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::cli::{BenchArgs, BenchCommonArgs, BenchScenario, UsageError};
+use crate::cli::{BenchArgs, BenchCommonArgs, BenchLoadArgs, BenchScenario, UsageError};
 use stats::{Counters, Latency, Percentiles};
 
 /// Longest a connect (TCP, upgrade, `welcome`) or a subscribe may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connects in flight at once while opening connections.
 const CONNECT_CONCURRENCY: usize = 64;
-/// After sending stops: how long publishers wait for their last acks, and
-/// subscribers for the last events.
+/// After sending stops: how long publishers wait for their last acks,
+/// subscribers for the last events, and clients for the last results.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// File descriptors kept free for the runtime, stdio and the like.
 const SPARE_FILES: u64 = 64;
 /// Largest `--payload-size` accepted (the gateway's own limit is usually lower).
 const MAX_PAYLOAD: usize = 16 << 20;
+/// Read buffer of a connection that reads acks, events or results.
+const READ_BUFFER: usize = 8 * 1024;
+/// Connections per loopback source address unless `--source-addrs` says
+/// otherwise: the gateway's default per-IP cap.
+const CONNECTIONS_PER_SOURCE: usize = tether_gateway::config::DEFAULT_MAX_CONNECTIONS_PER_IP;
+/// Source addresses available: 127.0.0.2 to 127.0.0.255.
+const MAX_SOURCE_ADDRS: usize = 254;
+/// Longest `--duration` or `--hold`.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -60,6 +82,8 @@ pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub enum Scenario {
     Publish,
     Fanout,
+    Connections,
+    Rpc,
 }
 
 impl Scenario {
@@ -67,6 +91,8 @@ impl Scenario {
         match self {
             Scenario::Publish => "publish",
             Scenario::Fanout => "fanout",
+            Scenario::Connections => "connections",
+            Scenario::Rpc => "rpc",
         }
     }
 }
@@ -77,84 +103,187 @@ pub struct Plan {
     pub scenario: Scenario,
     pub url: String,
     pub token: Option<String>,
+    /// 0 for `connections` and `rpc`.
     pub publishers: usize,
-    /// 0 for `publish`.
+    /// 0 except for `fanout`.
     pub subscribers: usize,
+    /// Idle connections (`connections`), 0 otherwise.
+    pub idle: usize,
+    /// Loopback addresses the idle connections are opened from, in turn
+    /// (empty: the system picks).
+    pub source_addrs: Vec<Ipv4Addr>,
+    /// `--url`'s address, resolved, when connecting from `source_addrs`.
+    pub target: Option<SocketAddr>,
+    /// How long `connections` holds them once all are open.
+    pub hold: Duration,
+    /// Agent connections (`rpc`), 0 otherwise.
+    pub agents: usize,
+    /// Client connections sending commands (`rpc`), 0 otherwise.
+    pub clients: usize,
+    /// Publishes (`--window`) or commands (`--concurrency`) each sender keeps
+    /// in flight.
     pub window: usize,
-    /// Bytes of each publish's `data` JSON.
+    /// Bytes of each publish's (or command's) `data` JSON.
     pub payload: usize,
     /// Target publishes per second across all publishers; `None`: as fast as
     /// the windows allow.
     pub rate: Option<f64>,
     pub duration: Duration,
-    /// Publishes in all, split across the publishers; `None`: until `duration`.
+    /// Publishes (or commands) in all, split across the senders; `None`: until
+    /// `duration`.
     pub count: Option<u64>,
     pub server_pid: Option<u32>,
     pub json: bool,
-    /// Random per run: channel names and publish ids, so that runs never
-    /// collide with each other or with deduplication.
+    /// Random per run: channel names, command types and ids, so that runs
+    /// never collide with each other or with deduplication.
     pub run_id: String,
 }
 
 impl Plan {
+    /// A plan with nothing to do, to fill in.
+    fn empty(scenario: Scenario) -> Plan {
+        Plan {
+            scenario,
+            url: String::new(),
+            token: None,
+            publishers: 0,
+            subscribers: 0,
+            idle: 0,
+            source_addrs: Vec::new(),
+            target: None,
+            hold: Duration::ZERO,
+            agents: 0,
+            clients: 0,
+            window: 1,
+            payload: 0,
+            rate: None,
+            duration: Duration::ZERO,
+            count: None,
+            server_pid: None,
+            json: false,
+            run_id: String::new(),
+        }
+    }
+
     /// Checks the flags, raises the soft open-files limit to the hard one, and
     /// checks that the connections asked for fit under it.
     pub fn from_args(args: BenchArgs) -> Result<Plan, UsageError> {
-        let (scenario, common, publishers, subscribers, rate) = match args.scenario {
-            BenchScenario::Publish(a) => (Scenario::Publish, a.common, a.publishers, 0, None),
-            BenchScenario::Fanout(a) => (Scenario::Fanout, a.common, a.publishers, a.subscribers, a.rate),
+        let usage = |msg: &str| Err(UsageError(msg.to_owned()));
+        let (mut plan, common, load, source_addrs) = match args.scenario {
+            BenchScenario::Publish(a) => {
+                if a.publishers == 0 {
+                    return usage("--publishers must be at least 1");
+                }
+                if a.window == 0 {
+                    return usage("--window must be at least 1");
+                }
+                let plan = Plan {
+                    publishers: a.publishers,
+                    window: a.window,
+                    ..Plan::empty(Scenario::Publish)
+                };
+                (plan, a.common, Some(a.load), None)
+            }
+            BenchScenario::Fanout(a) => {
+                if a.publishers == 0 {
+                    return usage("--publishers must be at least 1");
+                }
+                if a.subscribers == 0 {
+                    return usage("--subscribers must be at least 1");
+                }
+                if a.window == 0 {
+                    return usage("--window must be at least 1");
+                }
+                if let Some(r) = a.rate {
+                    if !(r.is_finite() && r > 0.0) {
+                        return Err(UsageError(format!(
+                            "invalid value '{r}' for --rate: publishes per second, more than 0 (leave it out for as fast as possible)"
+                        )));
+                    }
+                }
+                let plan = Plan {
+                    publishers: a.publishers,
+                    subscribers: a.subscribers,
+                    window: a.window,
+                    rate: a.rate,
+                    ..Plan::empty(Scenario::Fanout)
+                };
+                (plan, a.common, Some(a.load), None)
+            }
+            BenchScenario::Connections(a) => {
+                if a.connections == 0 {
+                    return usage("--connections must be at least 1");
+                }
+                if a.hold > MAX_DURATION {
+                    return usage("--hold must be at most 24h");
+                }
+                let plan = Plan {
+                    idle: a.connections,
+                    hold: a.hold,
+                    ..Plan::empty(Scenario::Connections)
+                };
+                (plan, a.common, None, Some(a.source_addrs))
+            }
+            BenchScenario::Rpc(a) => {
+                if a.agents == 0 {
+                    return usage("--agents must be at least 1");
+                }
+                if a.clients == 0 {
+                    return usage("--clients must be at least 1");
+                }
+                if a.concurrency == 0 {
+                    return usage("--concurrency must be at least 1");
+                }
+                let plan = Plan {
+                    agents: a.agents,
+                    clients: a.clients,
+                    window: a.concurrency,
+                    ..Plan::empty(Scenario::Rpc)
+                };
+                (plan, a.common, Some(a.load), None)
+            }
         };
         let BenchCommonArgs {
             url,
             token,
-            duration,
-            count,
-            payload_size,
-            window,
             server_pid,
             json,
         } = common;
         let url = crate::client::ws_url(&url).map_err(|e| UsageError(e.to_string()))?;
         if url.starts_with("wss://") {
-            return Err(UsageError(
-                "tether bench speaks plain ws:// only (run it on the gateway's machine, against a ws:// listener)"
-                    .into(),
-            ));
+            return usage(
+                "tether bench speaks plain ws:// only (run it on the gateway's machine, against a ws:// listener)",
+            );
         }
-        if publishers == 0 {
-            return Err(UsageError("--publishers must be at least 1".into()));
-        }
-        if scenario == Scenario::Fanout && subscribers == 0 {
-            return Err(UsageError("--subscribers must be at least 1".into()));
-        }
-        if window == 0 {
-            return Err(UsageError("--window must be at least 1".into()));
-        }
-        if duration.is_zero() {
-            return Err(UsageError("--duration must be more than 0".into()));
-        }
-        if duration > Duration::from_secs(24 * 3600) {
-            return Err(UsageError("--duration must be at most 24h".into()));
-        }
-        if count == Some(0) {
-            return Err(UsageError("--count must be at least 1".into()));
-        }
-        if payload_size > MAX_PAYLOAD {
-            return Err(UsageError(format!("--payload-size must be at most {MAX_PAYLOAD}")));
-        }
-        if let Some(r) = rate {
-            if !(r.is_finite() && r > 0.0) {
-                return Err(UsageError(format!(
-                    "invalid value '{r}' for --rate: publishes per second, more than 0 (leave it out for as fast as possible)"
-                )));
+        if let Some(BenchLoadArgs {
+            duration,
+            count,
+            payload_size,
+        }) = load
+        {
+            if duration.is_zero() {
+                return usage("--duration must be more than 0");
             }
+            if duration > MAX_DURATION {
+                return usage("--duration must be at most 24h");
+            }
+            if count == Some(0) {
+                return usage("--count must be at least 1");
+            }
+            if payload_size > MAX_PAYLOAD {
+                return Err(UsageError(format!("--payload-size must be at most {MAX_PAYLOAD}")));
+            }
+            (plan.duration, plan.count, plan.payload) = (duration, count, payload_size);
+        }
+        if let Some(asked) = source_addrs {
+            (plan.source_addrs, plan.target) = source_addresses(&url, asked, plan.idle)?;
         }
         if let Some(pid) = server_pid {
             if let Err(e) = vm_rss_kib(pid) {
                 return Err(UsageError(format!("invalid value '{pid}' for --server-pid: {e:#}")));
             }
         }
-        let connections = (publishers + subscribers) as u64;
+        let connections = plan.connections() as u64;
         let (soft, hard) = raise_open_files_limit();
         if connections + SPARE_FILES > soft {
             return Err(UsageError(format!(
@@ -164,42 +293,113 @@ impl Plan {
                 connections + SPARE_FILES
             )));
         }
-        let run_id = tether_gateway::clock::random_id("")[..8].to_owned();
-        Ok(Plan {
-            scenario,
-            url,
-            token,
-            publishers,
-            subscribers,
-            window,
-            payload: payload_size,
-            rate,
-            duration,
-            count,
-            server_pid,
-            json,
-            run_id,
-        })
+        plan.url = url;
+        plan.token = token;
+        plan.server_pid = server_pid;
+        plan.json = json;
+        plan.run_id = tether_gateway::clock::random_id("")[..8].to_owned();
+        Ok(plan)
     }
 
     fn connections(&self) -> usize {
-        self.publishers + self.subscribers
+        self.publishers + self.subscribers + self.idle + self.agents + self.clients
     }
 
-    /// Everything must be over by then: connecting (generously), sending,
-    /// draining acks and deliveries, and some slack.
+    /// The connections that send publishes or commands.
+    fn senders(&self) -> usize {
+        self.publishers + self.clients
+    }
+
+    /// Everything must be over by then: connecting (generously), sending (or
+    /// holding) and closing, draining acks, deliveries and results, and some
+    /// slack.
     fn hard_deadline(&self) -> Duration {
         let setup = Duration::from_secs(30) + Duration::from_millis(10) * self.connections() as u32;
-        setup + self.duration + 2 * DRAIN_LIMIT + Duration::from_secs(10)
+        match self.scenario {
+            Scenario::Connections => setup + self.hold + CONNECT_TIMEOUT + Duration::from_secs(10),
+            _ => setup + self.duration + 2 * DRAIN_LIMIT + Duration::from_secs(10),
+        }
     }
 
-    /// Publishes publisher `i` sends at most.
+    /// Publishes (or commands) sender `i` sends at most.
     fn quota(&self, i: usize) -> Option<u64> {
         self.count.map(|c| {
-            let p = self.publishers as u64;
+            let p = self.senders().max(1) as u64;
             c / p + u64::from((i as u64) < c % p)
         })
     }
+}
+
+/// The source addresses for `connections`, and the target to connect them to:
+/// `asked` (or enough for [`CONNECTIONS_PER_SOURCE`] each) addresses from
+/// 127.0.0.2 on when `url` is on an IPv4 loopback address; none (the system
+/// picks) otherwise. Refuses more connections than the addresses have
+/// ephemeral ports.
+fn source_addresses(
+    url: &str,
+    asked: Option<usize>,
+    connections: usize,
+) -> Result<(Vec<Ipv4Addr>, Option<SocketAddr>), UsageError> {
+    let ports = ephemeral_ports();
+    let target = url
+        .into_client_request()
+        .ok()
+        .and_then(|r| {
+            let uri = r.uri();
+            let host = uri.host()?.trim_start_matches('[').trim_end_matches(']').to_owned();
+            let port = uri.port_u16().unwrap_or(80);
+            (host.as_str(), port).to_socket_addrs().ok()
+        })
+        .and_then(|mut addrs| addrs.find(|a| matches!(a, SocketAddr::V4(v4) if v4.ip().is_loopback())));
+    let Some(target) = target else {
+        if asked.is_some() {
+            return Err(UsageError(format!(
+                "--source-addrs needs a --url on an IPv4 loopback address (127.x.x.x or localhost), not {url}"
+            )));
+        }
+        if connections as u64 > ports {
+            return Err(UsageError(format!(
+                "{connections} connections to {url} need more than the {ports} ephemeral ports one source \
+                 address has (net.ipv4.ip_local_port_range); run the gateway on a loopback address and the \
+                 bench with --source-addrs"
+            )));
+        }
+        return Ok((Vec::new(), None));
+    };
+    let n = match asked {
+        Some(0) => return Err(UsageError("--source-addrs must be at least 1".into())),
+        Some(n) => n,
+        None => connections.div_ceil(CONNECTIONS_PER_SOURCE),
+    };
+    if n > MAX_SOURCE_ADDRS {
+        return Err(UsageError(format!(
+            "--source-addrs must be at most {MAX_SOURCE_ADDRS} (127.0.0.2 to 127.0.0.255)"
+        )));
+    }
+    if connections as u64 > n as u64 * ports {
+        let needed = (connections as u64).div_ceil(ports);
+        return Err(UsageError(format!(
+            "{connections} connections from {n} source address{} need more than the {ports} ephemeral ports \
+             each has (net.ipv4.ip_local_port_range); use --source-addrs {needed} or more",
+            if n == 1 { "" } else { "es" }
+        )));
+    }
+    let addrs = (0..n).map(|k| Ipv4Addr::new(127, 0, 0, 2 + k as u8)).collect();
+    Ok((addrs, Some(target)))
+}
+
+/// Ephemeral ports one source address has for connections to one
+/// destination (`net.ipv4.ip_local_port_range`; Linux's default range when it
+/// cannot be read).
+fn ephemeral_ports() -> u64 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|n| n.parse::<u64>().ok());
+            let (lo, hi) = (it.next()??, it.next()??);
+            (hi >= lo).then_some(hi - lo + 1)
+        })
+        .unwrap_or(60999 - 32768 + 1)
 }
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit (best effort); returns
@@ -251,7 +451,7 @@ impl Shared {
     pub fn warn_rate_limited(&self) {
         if !self.rate_limit_warned.swap(true, Ordering::Relaxed) {
             eprintln!(
-                "tether bench: the gateway is rate-limiting publishes (resent after retry_after_ms); \
+                "tether bench: the gateway is rate-limiting the benchmark's frames (resent after retry_after_ms); \
                  start it with --rate-limit and --rate-burst above the benchmark's rate, e.g. 1000000"
             );
         }
@@ -268,6 +468,17 @@ pub(crate) struct Conn {
 
 /// Opens a connection and reads its `welcome`; `who` names it in errors.
 pub(crate) async fn connect(plan: &Plan, who: &str) -> anyhow::Result<Conn> {
+    connect_from(plan, who, None, READ_BUFFER).await
+}
+
+/// [`connect`] from the source address `source` (any port), or from the one
+/// the system picks, with a read buffer of `read_buffer` bytes.
+pub(crate) async fn connect_from(
+    plan: &Plan,
+    who: &str,
+    source: Option<Ipv4Addr>,
+    read_buffer: usize,
+) -> anyhow::Result<Conn> {
     let url = &plan.url;
     let mut request = url
         .as_str()
@@ -281,9 +492,30 @@ pub(crate) async fn connect(plan: &Plan, who: &str) -> anyhow::Result<Conn> {
     }
     // Small buffers: a subscriber reads ~200-byte frames, and thousands of
     // connections with tungstenite's 128 KiB default would dwarf the gateway.
-    let config = WebSocketConfig::default().read_buffer_size(8 * 1024);
-    let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
-    let (mut ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+    let config = WebSocketConfig::default().read_buffer_size(read_buffer);
+    let connect = async {
+        match (source, plan.target) {
+            (Some(ip), Some(target)) => {
+                let socket = TcpSocket::new_v4().map_err(|e| anyhow!("cannot create a socket: {e}"))?;
+                socket
+                    .bind(SocketAddr::new(ip.into(), 0))
+                    .map_err(|e| anyhow!("cannot bind to source address {ip}: {e}"))?;
+                let tcp = socket.connect(target).await.map_err(|e| anyhow!("from {ip}: {e}"))?;
+                tcp.set_nodelay(true)?;
+                let (ws, _) =
+                    tokio_tungstenite::client_async_with_config(request, MaybeTlsStream::Plain(tcp), Some(config))
+                        .await
+                        .map_err(|e| anyhow!("from {ip}: {e}"))?;
+                Ok::<Ws, anyhow::Error>(ws)
+            }
+            _ => Ok(
+                tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+                    .await?
+                    .0,
+            ),
+        }
+    };
+    let mut ws = tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
         .map_err(|_| anyhow!("{who}: no connection to {url} within {CONNECT_TIMEOUT:?}"))?
         .map_err(|e| anyhow!("{who}: cannot connect to {url}: {e}"))?;
@@ -340,7 +572,7 @@ pub(crate) struct Frame<'a> {
     pub t: Option<u64>,
     /// `data.seq` (acks).
     pub data_seq: Option<u64>,
-    /// `data.duplicate` (acks).
+    /// `data.duplicate` (acks) or a top-level `duplicate` (results).
     pub duplicate: bool,
     /// `data.heartbeat_interval_ms` (welcome).
     pub heartbeat_interval_ms: Option<u64>,
@@ -368,6 +600,8 @@ struct Typed<'a> {
     seq: Option<u64>,
     #[serde(default)]
     data: Option<TypedData>,
+    #[serde(default)]
+    duplicate: Option<bool>,
     #[serde(default)]
     error: Option<ErrorBody>,
 }
@@ -399,7 +633,7 @@ pub(crate) fn parse(text: &str) -> Option<Frame<'_>> {
             seq: f.seq,
             t: data.t,
             data_seq: data.seq,
-            duplicate: data.duplicate.unwrap_or(false),
+            duplicate: data.duplicate.unwrap_or(false) || f.duplicate.unwrap_or(false),
             heartbeat_interval_ms: data.heartbeat_interval_ms,
             error: f.error,
         });
@@ -413,7 +647,7 @@ pub(crate) fn parse(text: &str) -> Option<Frame<'_>> {
         seq: v["seq"].as_u64(),
         t: data["t"].as_u64(),
         data_seq: data["seq"].as_u64(),
-        duplicate: data["duplicate"].as_bool().unwrap_or(false),
+        duplicate: data["duplicate"].as_bool().unwrap_or(false) || v["duplicate"].as_bool().unwrap_or(false),
         heartbeat_interval_ms: data["heartbeat_interval_ms"].as_u64(),
         error: v.get("error").map(|e| ErrorBody {
             code: e["code"].as_str().unwrap_or_default().to_owned(),
@@ -488,7 +722,12 @@ pub(crate) struct Rss {
 impl Rss {
     /// Bytes of server memory per connection (negative if RSS shrank).
     fn per_connection_bytes(&self) -> i64 {
-        let delta = (self.after_kib as i64 - self.before_kib as i64) * 1024;
+        self.per_connection_bytes_at(self.after_kib)
+    }
+
+    /// The same with the gateway's RSS at `kib` instead.
+    fn per_connection_bytes_at(&self, kib: u64) -> i64 {
+        let delta = (kib as i64 - self.before_kib as i64) * 1024;
         delta / self.connections.max(1) as i64
     }
 }
@@ -516,11 +755,12 @@ where
 /// What a run measured.
 #[derive(Debug, Default)]
 pub(crate) struct Report {
-    /// From the first send to the last ack (publish) or delivery (fanout).
+    /// From the first send to the last ack (publish), delivery (fanout) or
+    /// result (rpc).
     pub elapsed: Duration,
     /// From the first send to the last ack.
     pub ack_elapsed: Duration,
-    /// Publishes sent (each once, however often resent).
+    /// Publishes (or commands) sent (each once, however often resent).
     pub sent: u64,
     pub acked: u64,
     /// Sent and never acknowledged within the drain limit.
@@ -529,19 +769,42 @@ pub(crate) struct Report {
     pub deliveries: u64,
     /// Fan-out: final seq minus each subscriber's starting seq, summed.
     pub expected_deliveries: u64,
+    /// Publish and fanout: skipped seqs; rpc: commands without a result by
+    /// the end.
     pub lost: u64,
     /// Publish: repeated ack seqs and duplicate acks; fanout: repeated
-    /// deliveries (duplicate acks are counted apart).
+    /// deliveries (duplicate acks are counted apart); rpc: second results.
     pub duplicates: u64,
     /// Acks of a publish already acknowledged, or with `"duplicate":true`.
     pub duplicate_acks: u64,
     pub reordered: u64,
-    /// Publishes resent after a retryable error (`rate_limited`, …).
+    /// Publishes (or commands) resent after a retryable error (`rate_limited`, …).
     pub retried: u64,
-    /// Subscribers the gateway closed (or that failed) during the run.
+    /// Subscribers, agents or idle connections the gateway closed (or that
+    /// failed) during the run.
     pub disconnects: u64,
+    /// Rpc: commands answered by a `result` (the first one of each).
+    pub results: u64,
+    /// Rpc: commands answered by an `error` instead (`timeout`, `no_handler`).
+    pub failed: u64,
+    /// Rpc: tasks the agents answered.
+    pub tasks: u64,
+    /// Rpc: `error` replies to the agents' `task_result`s.
+    pub agent_errors: u64,
+    /// Connections: opened (welcome read) and failed to open.
+    pub opened: u64,
+    pub open_failed: u64,
+    /// Connections: from the first connect to the last one opened.
+    pub open_elapsed: Duration,
+    /// Connections: protocol `ping`s sent and `pong`s received while holding.
+    pub pings: u64,
+    pub pongs: u64,
+    /// Connections: closed with a close handshake the gateway answered.
+    pub closed: u64,
     pub latency: Percentiles,
     pub rss: Option<Rss>,
+    /// Connections: the gateway's RSS at the end of the hold, in KiB.
+    pub rss_held_kib: Option<u64>,
 }
 
 fn per_second(n: u64, d: Duration) -> f64 {
@@ -558,61 +821,118 @@ fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
+/// Seconds rounded to the millisecond for the JSON line.
+fn secs3(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
 impl Report {
     fn latency_measured(plan: &Plan) -> &'static str {
         match plan.scenario {
             Scenario::Publish => "send_to_ack",
             Scenario::Fanout => "publish_to_delivery",
+            Scenario::Rpc => "send_to_result",
+            Scenario::Connections => "none",
         }
     }
 
     fn json(&self, plan: &Plan) -> Value {
-        let l = &self.latency;
         let mut v = json!({
             "scenario": plan.scenario.name(),
             "url": plan.url,
-            "publishers": plan.publishers,
-            "subscribers": plan.subscribers,
-            "rate": plan.rate,
-            "window": plan.window,
-            "payload_bytes": plan.payload,
-            "duration_s": plan.duration.as_secs_f64(),
-            "count": plan.count,
-            "elapsed_s": (self.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
-            "sent": self.sent,
-            "acked": self.acked,
-            "unacked": self.unacked,
-            "acks_per_s": round1(per_second(self.acked, self.ack_elapsed)),
         });
-        if plan.scenario == Scenario::Fanout {
-            v["deliveries"] = json!(self.deliveries);
-            v["expected_deliveries"] = json!(self.expected_deliveries);
-            v["deliveries_per_s"] = json!(round1(per_second(self.deliveries, self.elapsed)));
+        match plan.scenario {
+            Scenario::Publish | Scenario::Fanout => {
+                v["publishers"] = json!(plan.publishers);
+                v["subscribers"] = json!(plan.subscribers);
+                v["rate"] = json!(plan.rate);
+                v["window"] = json!(plan.window);
+            }
+            Scenario::Rpc => {
+                v["agents"] = json!(plan.agents);
+                v["clients"] = json!(plan.clients);
+                v["concurrency"] = json!(plan.window);
+            }
+            Scenario::Connections => {
+                let sources: Vec<String> = plan.source_addrs.iter().map(|a| a.to_string()).collect();
+                v["connections"] = json!(plan.idle);
+                v["source_addrs"] = json!(sources);
+                v["hold_s"] = json!(plan.hold.as_secs_f64());
+                v["opened"] = json!(self.opened);
+                v["failed"] = json!(self.open_failed);
+                v["open_elapsed_s"] = json!(secs3(self.open_elapsed));
+                v["opens_per_s"] = json!(round1(per_second(self.opened, self.open_elapsed)));
+                v["pings"] = json!(self.pings);
+                v["pongs"] = json!(self.pongs);
+                v["disconnects"] = json!(self.disconnects);
+                v["closed"] = json!(self.closed);
+            }
         }
-        v["lost"] = json!(self.lost);
-        v["duplicates"] = json!(self.duplicates);
-        v["duplicate_acks"] = json!(self.duplicate_acks);
-        v["reordered"] = json!(self.reordered);
-        v["retried"] = json!(self.retried);
-        v["disconnects"] = json!(self.disconnects);
-        v["latency_us"] = json!({
-            "measured": Report::latency_measured(plan),
-            "samples": l.samples,
-            "p50": l.p50,
-            "p90": l.p90,
-            "p99": l.p99,
-            "p99_9": l.p99_9,
-            "max": l.max,
-        });
+        if plan.scenario != Scenario::Connections {
+            v["payload_bytes"] = json!(plan.payload);
+            v["duration_s"] = json!(plan.duration.as_secs_f64());
+            v["count"] = json!(plan.count);
+            v["elapsed_s"] = json!(secs3(self.elapsed));
+            v["sent"] = json!(self.sent);
+        }
+        match plan.scenario {
+            Scenario::Publish | Scenario::Fanout => {
+                v["acked"] = json!(self.acked);
+                v["unacked"] = json!(self.unacked);
+                v["acks_per_s"] = json!(round1(per_second(self.acked, self.ack_elapsed)));
+                if plan.scenario == Scenario::Fanout {
+                    v["deliveries"] = json!(self.deliveries);
+                    v["expected_deliveries"] = json!(self.expected_deliveries);
+                    v["deliveries_per_s"] = json!(round1(per_second(self.deliveries, self.elapsed)));
+                }
+                v["lost"] = json!(self.lost);
+                v["duplicates"] = json!(self.duplicates);
+                v["duplicate_acks"] = json!(self.duplicate_acks);
+                v["reordered"] = json!(self.reordered);
+                v["retried"] = json!(self.retried);
+                v["disconnects"] = json!(self.disconnects);
+            }
+            Scenario::Rpc => {
+                v["results"] = json!(self.results);
+                v["failed"] = json!(self.failed);
+                v["results_per_s"] = json!(round1(per_second(self.results, self.elapsed)));
+                v["tasks"] = json!(self.tasks);
+                v["lost"] = json!(self.lost);
+                v["duplicates"] = json!(self.duplicates);
+                v["retried"] = json!(self.retried);
+                v["agent_errors"] = json!(self.agent_errors);
+                v["disconnects"] = json!(self.disconnects);
+            }
+            Scenario::Connections => {}
+        }
+        if plan.scenario != Scenario::Connections {
+            let l = &self.latency;
+            v["latency_us"] = json!({
+                "measured": Report::latency_measured(plan),
+                "samples": l.samples,
+                "p50": l.p50,
+                "p90": l.p90,
+                "p99": l.p99,
+                "p99_9": l.p99_9,
+                "max": l.max,
+            });
+        }
         v["server_rss"] = match &self.rss {
             None => Value::Null,
-            Some(r) => json!({
-                "pid": r.pid,
-                "before_kib": r.before_kib,
-                "after_kib": r.after_kib,
-                "connections": r.connections,
-                "per_connection_bytes": r.per_connection_bytes(),
-            }),
+            Some(r) => {
+                let mut rss = json!({
+                    "pid": r.pid,
+                    "before_kib": r.before_kib,
+                    "after_kib": r.after_kib,
+                    "connections": r.connections,
+                    "per_connection_bytes": r.per_connection_bytes(),
+                });
+                if let Some(held) = self.rss_held_kib {
+                    rss["held_kib"] = json!(held);
+                    rss["held_per_connection_bytes"] = json!(r.per_connection_bytes_at(held));
+                }
+                rss
+            }
         };
         v
     }
@@ -621,85 +941,171 @@ impl Report {
         let ms = |us: u64| format!("{:.3} ms", us as f64 / 1000.0);
         let l = &self.latency;
         let mut rows: Vec<(String, String)> = Vec::new();
-        let rate = match plan.rate {
-            Some(r) => format!("{r} publishes/s in all"),
-            None => "as fast as the window allows".into(),
+        let sends = if plan.scenario == Scenario::Rpc {
+            "commands"
+        } else {
+            "publishes"
         };
-        let clients = match plan.scenario {
-            Scenario::Publish => format!("{} publishers, each on its own channel", plan.publishers),
-            Scenario::Fanout => format!(
-                "{} subscribers on one channel, {} publisher{}",
-                plan.subscribers,
-                plan.publishers,
-                if plan.publishers == 1 { "" } else { "s" }
-            ),
-        };
-        rows.push(("clients".into(), clients));
         let limit = match plan.count {
-            Some(c) => format!("{c} publishes or {}", humantime::format_duration(plan.duration)),
+            Some(c) => format!("{c} {sends} or {}", humantime::format_duration(plan.duration)),
             None => humantime::format_duration(plan.duration).to_string(),
         };
-        rows.push((
-            "load".into(),
-            format!(
-                "{rate}, window {}, {}-byte payloads, {limit}",
-                plan.window, plan.payload
-            ),
-        ));
-        rows.push((
-            "publishes".into(),
-            format!(
-                "{} sent, {} acked, {} unacked; {:.1} acks/s",
-                self.sent,
-                self.acked,
-                self.unacked,
-                per_second(self.acked, self.ack_elapsed)
-            ),
-        ));
-        if plan.scenario == Scenario::Fanout {
+        match plan.scenario {
+            Scenario::Publish | Scenario::Fanout => {
+                let rate = match plan.rate {
+                    Some(r) => format!("{r} publishes/s in all"),
+                    None => "as fast as the window allows".into(),
+                };
+                let clients = match plan.scenario {
+                    Scenario::Publish => format!("{} publishers, each on its own channel", plan.publishers),
+                    _ => format!(
+                        "{} subscribers on one channel, {} publisher{}",
+                        plan.subscribers,
+                        plan.publishers,
+                        if plan.publishers == 1 { "" } else { "s" }
+                    ),
+                };
+                rows.push(("clients".into(), clients));
+                rows.push((
+                    "load".into(),
+                    format!(
+                        "{rate}, window {}, {}-byte payloads, {limit}",
+                        plan.window, plan.payload
+                    ),
+                ));
+                rows.push((
+                    "publishes".into(),
+                    format!(
+                        "{} sent, {} acked, {} unacked; {:.1} acks/s",
+                        self.sent,
+                        self.acked,
+                        self.unacked,
+                        per_second(self.acked, self.ack_elapsed)
+                    ),
+                ));
+                if plan.scenario == Scenario::Fanout {
+                    rows.push((
+                        "deliveries".into(),
+                        format!(
+                            "{} of {} expected; {:.1} deliveries/s",
+                            self.deliveries,
+                            self.expected_deliveries,
+                            per_second(self.deliveries, self.elapsed)
+                        ),
+                    ));
+                }
+            }
+            Scenario::Rpc => {
+                rows.push((
+                    "clients".into(),
+                    format!("{} clients, {} agents", plan.clients, plan.agents),
+                ));
+                rows.push((
+                    "load".into(),
+                    format!(
+                        "{} commands in flight per client, {}-byte payloads, {limit}",
+                        plan.window, plan.payload
+                    ),
+                ));
+                rows.push((
+                    "commands".into(),
+                    format!(
+                        "{} sent, {} results, {} failed; {:.1} results/s ({} tasks answered by the agents)",
+                        self.sent,
+                        self.results,
+                        self.failed,
+                        per_second(self.results, self.elapsed),
+                        self.tasks
+                    ),
+                ));
+            }
+            Scenario::Connections => {
+                let from = match plan.source_addrs.as_slice() {
+                    [] => "the address the system picks".to_owned(),
+                    [one] => one.to_string(),
+                    [first, .., last] => format!("{} addresses, {first} to {last}", plan.source_addrs.len()),
+                };
+                rows.push((
+                    "connections".into(),
+                    format!(
+                        "{} idle from {from}, held {}",
+                        plan.idle,
+                        humantime::format_duration(plan.hold)
+                    ),
+                ));
+                rows.push((
+                    "opened".into(),
+                    format!(
+                        "{} opened, {} failed in {:.3} s; {:.1} opens/s",
+                        self.opened,
+                        self.open_failed,
+                        self.open_elapsed.as_secs_f64(),
+                        per_second(self.opened, self.open_elapsed)
+                    ),
+                ));
+                rows.push((
+                    "while held".into(),
+                    format!(
+                        "{} pings, {} pongs, {} disconnects; {} closed cleanly",
+                        self.pings, self.pongs, self.disconnects, self.closed
+                    ),
+                ));
+            }
+        }
+        if plan.scenario != Scenario::Connections {
+            rows.push(("elapsed".into(), format!("{:.3} s", self.elapsed.as_secs_f64())));
+            let what = match plan.scenario {
+                Scenario::Publish => "latency, send to ack",
+                Scenario::Rpc => "latency, send to result",
+                _ => "latency, publish to delivery",
+            };
             rows.push((
-                "deliveries".into(),
-                format!(
-                    "{} of {} expected; {:.1} deliveries/s",
-                    self.deliveries,
-                    self.expected_deliveries,
-                    per_second(self.deliveries, self.elapsed)
-                ),
+                what.into(),
+                if l.samples == 0 {
+                    "no samples".into()
+                } else {
+                    format!(
+                        "p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  ({} samples)",
+                        ms(l.p50),
+                        ms(l.p90),
+                        ms(l.p99),
+                        ms(l.p99_9),
+                        ms(l.max),
+                        l.samples
+                    )
+                },
             ));
         }
-        rows.push(("elapsed".into(), format!("{:.3} s", self.elapsed.as_secs_f64())));
-        let what = match plan.scenario {
-            Scenario::Publish => "latency, send to ack",
-            Scenario::Fanout => "latency, publish to delivery",
-        };
-        rows.push((
-            what.into(),
-            if l.samples == 0 {
-                "no samples".into()
-            } else {
+        match plan.scenario {
+            Scenario::Publish | Scenario::Fanout => rows.push((
+                "lost / duplicated".into(),
                 format!(
-                    "p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  ({} samples)",
-                    ms(l.p50),
-                    ms(l.p90),
-                    ms(l.p99),
-                    ms(l.p99_9),
-                    ms(l.max),
-                    l.samples
-                )
-            },
-        ));
-        rows.push((
-            "lost / duplicated".into(),
-            format!(
-                "{} / {}  (duplicate acks {}, reordered {}, resent {}, disconnects {})",
-                self.lost, self.duplicates, self.duplicate_acks, self.reordered, self.retried, self.disconnects
-            ),
-        ));
+                    "{} / {}  (duplicate acks {}, reordered {}, resent {}, disconnects {})",
+                    self.lost, self.duplicates, self.duplicate_acks, self.reordered, self.retried, self.disconnects
+                ),
+            )),
+            Scenario::Rpc => rows.push((
+                "lost / duplicated".into(),
+                format!(
+                    "{} / {}  (resent {}, agent errors {}, disconnects {})",
+                    self.lost, self.duplicates, self.retried, self.agent_errors, self.disconnects
+                ),
+            )),
+            Scenario::Connections => {}
+        }
         if let Some(r) = &self.rss {
+            let held = match self.rss_held_kib {
+                Some(kib) => format!(
+                    "; {:.1} MiB at the end of the hold: {:.2} KiB per connection",
+                    kib as f64 / 1024.0,
+                    r.per_connection_bytes_at(kib) as f64 / 1024.0
+                ),
+                None => String::new(),
+            };
             rows.push((
                 format!("server RSS (pid {})", r.pid),
                 format!(
-                    "{:.1} MiB before, {:.1} MiB with {} connections: {:.2} KiB per connection",
+                    "{:.1} MiB before, {:.1} MiB with {} connections: {:.2} KiB per connection{held}",
                     r.before_kib as f64 / 1024.0,
                     r.after_kib as f64 / 1024.0,
                     r.connections,
@@ -725,6 +1131,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         match plan.scenario {
             Scenario::Publish => publish::run(&plan, &shared).await,
             Scenario::Fanout => fanout::run(&plan, &shared).await,
+            Scenario::Connections => connections::run(&plan, &shared).await,
+            Scenario::Rpc => rpc::run(&plan, &shared).await,
         }
     })
     .await;
@@ -751,32 +1159,66 @@ async fn progress(scenario: Scenario, connections: u64, shared: Arc<Shared>) {
     let name = scenario.name();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
-    let (mut last_acked, mut last_delivered) = (0, 0);
+    let (mut last_acked, mut last_delivered, mut last_results) = (0, 0, 0);
     loop {
         tick.tick().await;
         let get = Counters::get;
         let Some(started) = shared.started.get() else {
-            eprintln!("tether bench {name}: connecting {}/{connections}", get(&c.connected));
+            let failed = match get(&c.connect_failed) {
+                0 => String::new(),
+                n => format!(" ({n} failed)"),
+            };
+            eprintln!(
+                "tether bench {name}: connecting {}/{connections}{failed}",
+                get(&c.connected)
+            );
             continue;
         };
-        let (acked, delivered) = (get(&c.acked), get(&c.delivered));
-        let mut line = format!(
-            "tether bench {name}: {:>5.1}s  acked {acked} ({}/s)",
-            started.elapsed().as_secs_f64(),
-            acked - last_acked
-        );
-        if scenario == Scenario::Fanout {
-            line.push_str(&format!("  delivered {delivered} ({}/s)", delivered - last_delivered));
-        }
-        line.push_str(&format!(
-            "  lost {}  dup {}  resent {}  disconnects {}",
-            get(&c.lost),
-            get(&c.duplicates),
-            get(&c.retried),
-            get(&c.disconnects)
-        ));
+        let elapsed = started.elapsed().as_secs_f64();
+        let line = match scenario {
+            Scenario::Publish | Scenario::Fanout => {
+                let (acked, delivered) = (get(&c.acked), get(&c.delivered));
+                let mut line = format!(
+                    "tether bench {name}: {elapsed:>5.1}s  acked {acked} ({}/s)",
+                    acked - last_acked
+                );
+                if scenario == Scenario::Fanout {
+                    line.push_str(&format!("  delivered {delivered} ({}/s)", delivered - last_delivered));
+                }
+                line.push_str(&format!(
+                    "  lost {}  dup {}  resent {}  disconnects {}",
+                    get(&c.lost),
+                    get(&c.duplicates),
+                    get(&c.retried),
+                    get(&c.disconnects)
+                ));
+                (last_acked, last_delivered) = (acked, delivered);
+                line
+            }
+            Scenario::Rpc => {
+                let results = get(&c.results);
+                let line = format!(
+                    "tether bench {name}: {elapsed:>5.1}s  sent {}  results {results} ({}/s)  failed {}  dup {}  \
+                     resent {}  disconnects {}",
+                    get(&c.sent),
+                    results - last_results,
+                    get(&c.failed),
+                    get(&c.duplicates),
+                    get(&c.retried),
+                    get(&c.disconnects)
+                );
+                last_results = results;
+                line
+            }
+            Scenario::Connections => format!(
+                "tether bench {name}: holding {elapsed:>5.1}s  open {}  pings {}  pongs {}  disconnects {}",
+                get(&c.connected).saturating_sub(get(&c.disconnects)),
+                get(&c.pings),
+                get(&c.pongs),
+                get(&c.disconnects)
+            ),
+        };
         eprintln!("{line}");
-        (last_acked, last_delivered) = (acked, delivered);
     }
 }
 
@@ -838,21 +1280,50 @@ mod tests {
     }
 
     #[test]
+    fn results_marked_duplicate_are_seen_on_both_paths() {
+        let f = parse(r#"{"type":"result","id":"r-0-1","data":{"t":5,"pad":""},"duplicate":true}"#).expect("result");
+        assert_eq!(
+            (f.kind.as_ref(), f.id.as_deref(), f.duplicate),
+            ("result", Some("r-0-1"), true)
+        );
+        let f = parse(r#"{"type":"result","id":"r-0-1","data":"x","duplicate":true}"#).expect("result");
+        assert!(f.duplicate);
+        let f = parse(r#"{"type":"result","id":"r-0-1","data":{"duplicate":false}}"#).expect("result");
+        assert!(!f.duplicate);
+    }
+
+    #[test]
+    fn source_addresses_cover_the_connections() {
+        let ip = |d| Ipv4Addr::new(127, 0, 0, d);
+        let (addrs, target) = source_addresses("ws://127.0.0.1:9/ws", Some(3), 100).expect("three");
+        assert_eq!(addrs, [ip(2), ip(3), ip(4)]);
+        assert_eq!(target, Some("127.0.0.1:9".parse().expect("addr")));
+        // By default one per CONNECTIONS_PER_SOURCE connections.
+        let (addrs, _) = source_addresses("ws://127.0.0.1:9/ws", None, 100).expect("one");
+        assert_eq!(addrs, [ip(2)]);
+        let (addrs, _) = source_addresses("ws://127.0.0.1:9/ws", None, 2 * CONNECTIONS_PER_SOURCE + 1).expect("three");
+        assert_eq!(addrs.len(), 3);
+        let (addrs, _) = source_addresses("ws://127.0.0.1:9/ws", Some(MAX_SOURCE_ADDRS), 1).expect("all");
+        assert_eq!(addrs.last(), Some(&ip(255)));
+        // Refused: none, too many, fewer ports than connections, not loopback.
+        assert!(source_addresses("ws://127.0.0.1:9/ws", Some(0), 1).is_err());
+        assert!(source_addresses("ws://127.0.0.1:9/ws", Some(MAX_SOURCE_ADDRS + 1), 1).is_err());
+        let ports = ephemeral_ports() as usize;
+        let e = source_addresses("ws://127.0.0.1:9/ws", Some(1), ports + 1).expect_err("ports");
+        assert!(e.0.contains("--source-addrs 2 or more"), "{}", e.0);
+        assert!(source_addresses("ws://192.0.2.1:9/ws", Some(2), 1).is_err());
+        let (addrs, target) = source_addresses("ws://192.0.2.1:9/ws", None, 10).expect("not loopback");
+        assert!(addrs.is_empty() && target.is_none());
+    }
+
+    #[test]
     fn the_count_is_split_across_publishers() {
         let args = |count| Plan {
-            scenario: Scenario::Fanout,
-            url: String::new(),
-            token: None,
             publishers: 3,
             subscribers: 1,
-            window: 1,
-            payload: 1,
-            rate: None,
             duration: Duration::from_secs(1),
             count,
-            server_pid: None,
-            json: false,
-            run_id: String::new(),
+            ..Plan::empty(Scenario::Fanout)
         };
         let plan = args(Some(10));
         assert_eq!(
@@ -860,6 +1331,15 @@ mod tests {
             [4, 3, 3]
         );
         assert_eq!(args(None).quota(0), None);
+        // Rpc: split across the clients.
+        let rpc = Plan {
+            agents: 5,
+            clients: 2,
+            count: Some(5),
+            ..Plan::empty(Scenario::Rpc)
+        };
+        assert_eq!((rpc.quota(0), rpc.quota(1)), (Some(3), Some(2)));
+        assert_eq!(rpc.connections(), 7);
     }
 
     #[test]

@@ -101,7 +101,7 @@ fn retryable(code: &str) -> bool {
 }
 
 /// A hint for the close codes a benchmark can provoke.
-fn close_hint(reason: &str) -> &'static str {
+pub(super) fn close_hint(reason: &str) -> &'static str {
     if reason.starts_with("code 4029") {
         "; start the gateway with --rate-limit and --rate-burst above the benchmark's rate"
     } else if reason.starts_with("code 1009") {

@@ -229,7 +229,7 @@ impl Percentiles {
 pub struct Counters {
     /// Connections open and ready (subscribed, for subscribers).
     pub connected: AtomicU64,
-    /// Publishes sent (resends not counted).
+    /// Publishes (or commands) sent (resends not counted).
     pub sent: AtomicU64,
     /// Publishes acknowledged.
     pub acked: AtomicU64,
@@ -241,6 +241,15 @@ pub struct Counters {
     pub retried: AtomicU64,
     /// Connections the gateway closed during the run.
     pub disconnects: AtomicU64,
+    /// Connections that could not be opened (`connections`).
+    pub connect_failed: AtomicU64,
+    /// Protocol `ping`s sent and `pong`s received (`connections`).
+    pub pings: AtomicU64,
+    pub pongs: AtomicU64,
+    /// Commands answered by a `result` (`rpc`; the first result of each).
+    pub results: AtomicU64,
+    /// Commands answered by an `error` such as `timeout` (`rpc`).
+    pub failed: AtomicU64,
 }
 
 impl Counters {
