@@ -18,11 +18,13 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::frame::parse;
+use super::net::{close_reason, connect_from, Conn, Ws, CONNECT_CONCURRENCY, CONNECT_TIMEOUT};
+use super::plan::Plan;
+use super::report::Report;
+use super::rss::{vm_rss_kib, Rss};
+use super::shared::Shared;
 use super::stats::Counters;
-use super::{
-    close_reason, connect_from, parse, vm_rss_kib, Conn, Plan, Report, Rss, Shared, Ws, CONNECT_CONCURRENCY,
-    CONNECT_TIMEOUT,
-};
 
 /// Read buffer of an idle connection: it only ever reads a `welcome` and `pong`s.
 const IDLE_READ_BUFFER: usize = 1024;

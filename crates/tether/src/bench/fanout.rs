@@ -12,12 +12,15 @@ use futures_util::{FutureExt, SinkExt};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use super::frame::{parse, scan_event};
+use super::net::{close_reason, connect, next_text, ping, Conn, CONNECT_CONCURRENCY, CONNECT_TIMEOUT};
+use super::plan::Plan;
 use super::publish::{open_publishers, run_publishers, Spec, Timing};
+use super::report::Report;
+use super::rss::measure_rss;
+use super::shared::Shared;
 use super::stats::{Counters, Percentiles, SeqTracker};
-use super::{
-    close_reason, connect, measure_rss, next_text, parse, ping, scan_event, Conn, Plan, Report, Shared,
-    CONNECT_CONCURRENCY, CONNECT_TIMEOUT, DRAIN_LIMIT,
-};
+use super::DRAIN_LIMIT;
 
 /// What subscribers are told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,11 +13,14 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::frame::{parse, payload};
+use super::net::{close_hint, close_reason, connect, ping, Conn, CONNECT_CONCURRENCY};
+use super::plan::Plan;
+use super::report::Report;
+use super::rss::measure_rss;
+use super::shared::Shared;
 use super::stats::{Counters, Percentiles, SeqTracker};
-use super::{
-    close_reason, connect, measure_rss, parse, payload, ping, Conn, Plan, Report, Shared, CONNECT_CONCURRENCY,
-    DRAIN_LIMIT,
-};
+use super::DRAIN_LIMIT;
 
 /// When a publisher sends and for how long it waits for acks.
 #[derive(Debug, Clone, Copy)]
@@ -98,17 +101,6 @@ pub(super) struct Outcome {
 /// Server error codes after which the same publish (same id) is sent again.
 fn retryable(code: &str) -> bool {
     matches!(code, "rate_limited" | "overloaded" | "internal" | "timeout")
-}
-
-/// A hint for the close codes a benchmark can provoke.
-pub(super) fn close_hint(reason: &str) -> &'static str {
-    if reason.starts_with("code 4029") {
-        "; start the gateway with --rate-limit and --rate-burst above the benchmark's rate"
-    } else if reason.starts_with("code 1009") {
-        "; --payload-size is over the gateway's --max-message-bytes"
-    } else {
-        ""
-    }
 }
 
 /// Publishes on `conn` per `spec` until `timing.stop_sending` (or the quota),

@@ -19,12 +19,14 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::publish::{close_hint, Timing};
+use super::frame::{parse, payload, ErrorBody};
+use super::net::{close_hint, close_reason, connect, next_text, ping, Conn, CONNECT_CONCURRENCY, CONNECT_TIMEOUT};
+use super::plan::Plan;
+use super::publish::Timing;
+use super::report::Report;
+use super::rss::measure_rss;
+use super::shared::Shared;
 use super::stats::{Counters, Percentiles};
-use super::{
-    close_reason, connect, measure_rss, next_text, parse, payload, ping, Conn, ErrorBody, Plan, Report, Shared,
-    CONNECT_CONCURRENCY, CONNECT_TIMEOUT,
-};
 
 /// The `concurrency` agents register with (the protocol's maximum): the
 /// agents should never be what limits the run.
