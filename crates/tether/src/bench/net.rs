@@ -9,7 +9,7 @@
 //! sends and counts on its connections.
 
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use futures_util::{SinkExt, StreamExt};
@@ -17,7 +17,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::frame::parse;
@@ -123,6 +123,43 @@ pub(crate) struct Conn {
     /// How often to send a WebSocket ping when otherwise silent (half the
     /// gateway's heartbeat interval), so that it never closes us with 4008.
     pub ping_every: Duration,
+}
+
+impl Conn {
+    /// The next text frame that arrives before `wake`, or `None` when `wake`
+    /// passed or a non-text frame came (the caller recomputes its deadline and
+    /// asks again). Pings when one is due since `last_write`. A close or a
+    /// read error is an error naming `who`, with a hint for the close codes a
+    /// benchmark provokes.
+    pub(super) async fn next_text_until(
+        &mut self,
+        wake: Instant,
+        last_write: &mut Instant,
+        who: &str,
+    ) -> anyhow::Result<Option<Utf8Bytes>> {
+        let Ok(msg) = tokio::time::timeout_at(wake.into(), self.ws.next()).await else {
+            if Instant::now() >= *last_write + self.ping_every {
+                ping(&mut self.ws)
+                    .await
+                    .with_context(|| format!("{who}: send failed"))?;
+                *last_write = Instant::now();
+            }
+            return Ok(None);
+        };
+        match msg {
+            Some(Ok(Message::Text(text))) => Ok(Some(text)),
+            Some(Ok(Message::Close(f))) => {
+                let reason = close_reason(f);
+                bail!(
+                    "{who}: the gateway closed the connection ({reason}){}",
+                    close_hint(&reason)
+                )
+            }
+            Some(Ok(_)) => Ok(None),
+            Some(Err(e)) => bail!("{who}: connection failed: {e}"),
+            None => bail!("{who}: the gateway closed the connection"),
+        }
+    }
 }
 
 /// Opens a connection and reads its `welcome`; `who` names it in errors.

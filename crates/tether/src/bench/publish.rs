@@ -14,7 +14,7 @@ use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::frame::{parse, payload};
-use super::net::{close_hint, close_reason, connect, ping, Conn, CONNECT_CONCURRENCY};
+use super::net::{connect, Conn, CONNECT_CONCURRENCY};
 use super::plan::Plan;
 use super::report::Report;
 use super::rss::measure_rss;
@@ -191,30 +191,8 @@ pub(super) async fn publisher(
         if let Some(&Reverse((due, _))) = retries.peek() {
             wake = wake.min(due);
         }
-        let msg = match tokio::time::timeout_at(wake.into(), conn.ws.next()).await {
-            Ok(msg) => msg,
-            Err(_) => {
-                if Instant::now() >= last_write + conn.ping_every {
-                    ping(&mut conn.ws)
-                        .await
-                        .with_context(|| format!("{who}: send failed"))?;
-                    last_write = Instant::now();
-                }
-                continue;
-            }
-        };
-        let text = match msg {
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Close(f))) => {
-                let reason = close_reason(f);
-                bail!(
-                    "{who}: the gateway closed the connection ({reason}){}",
-                    close_hint(&reason)
-                );
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => bail!("{who}: connection failed: {e}"),
-            None => bail!("{who}: the gateway closed the connection"),
+        let Some(text) = conn.next_text_until(wake, &mut last_write, &who).await? else {
+            continue;
         };
         let Some(frame) = parse(text.as_str()) else {
             continue;
