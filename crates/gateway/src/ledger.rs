@@ -196,7 +196,6 @@ impl Ledger {
         let (out_tx, out_rx) = mpsc::channel(DISPATCH_QUEUE);
         let (dispatch_tx, dispatch_rx) = mpsc::unbounded_channel();
         let healthy = Arc::new(AtomicBool::new(true));
-        let pending_count = pending.len();
         let pending_ids = pending
             .iter()
             .map(|c| (c.task_id.clone(), (c.principal.clone(), c.request_id.clone())))
@@ -213,7 +212,6 @@ impl Ledger {
             metrics: metrics.clone(),
             healthy: healthy.clone(),
             waiters: HashMap::new(),
-            pending: pending_count,
             retry: Vec::new(),
             out: out_tx,
             dispatch: dispatch_tx,
@@ -287,12 +285,10 @@ struct Writer {
     healthy: Arc<AtomicBool>,
     /// Connections waiting for a command's result, by task id.
     waiters: HashMap<String, Vec<Waiter>>,
-    /// Commands accepted and not finished.
-    pending: usize,
     /// Completions whose commit failed, tried again with the next batch.
     retry: Vec<Op>,
-    /// Commands this node accepted and has not seen finish (for `pending`):
-    /// task id → (principal, request id).
+    /// Commands this node accepted and has not seen finish (its size is what
+    /// `max_pending_commands` bounds): task id → (principal, request id).
     accepted: HashMap<String, (String, String)>,
     /// Whether other nodes share the store.
     shared: bool,
@@ -358,8 +354,13 @@ impl Writer {
             }
         };
         match result {
-            Ok(posts) => {
+            Ok(mut posts) => {
                 self.healthy.store(true, Ordering::Relaxed);
+                // Outside the write (its reads are not part of it, and a
+                // conflict retry must not repeat them), once per sweep.
+                if self.shared && ops.iter().any(|op| matches!(op, Op::Sweep)) {
+                    self.reconcile(&mut posts);
+                }
                 self.release(posts);
             }
             Err(e) => {
@@ -435,9 +436,6 @@ impl Writer {
                 let stats = w.sweep(now, &move |ch| config.retention_for(ch))?;
                 if stats.events + stats.dedup_keys > 0 {
                     tracing::debug!(events = stats.events, dedup_keys = stats.dedup_keys, "retention sweep");
-                }
-                if self.shared {
-                    self.reconcile(posts);
                 }
                 Ok(())
             }
@@ -625,7 +623,7 @@ impl Writer {
                     received: None,
                 }));
             }
-            None if self.pending + *new_commands >= self.config.max_pending_commands => {
+            None if self.accepted.len() + *new_commands >= self.config.max_pending_commands => {
                 let frame = self.error(
                     Some(&c.id),
                     ErrorCode::Overloaded,
@@ -707,9 +705,7 @@ impl Writer {
                 } => {
                     // With a shared store the node that accepted a command may
                     // not be the one that finishes it: each counts its own.
-                    if self.accepted.remove(&task_id).is_some() {
-                        self.pending = self.pending.saturating_sub(1);
-                    }
+                    self.accepted.remove(&task_id);
                     if request_id.is_some() {
                         if let Outcome::Gateway { code, .. } = &outcome {
                             self.metrics.error(*code);
@@ -727,7 +723,6 @@ impl Writer {
                     }
                 }
                 Post::Dispatch(cmd) => {
-                    self.pending += 1;
                     self.accepted
                         .insert(cmd.task_id.clone(), (cmd.principal.clone(), cmd.request_id.clone()));
                     // A shared store queued it for the cluster (see `tasks`).

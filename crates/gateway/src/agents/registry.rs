@@ -397,6 +397,9 @@ impl Registry {
     /// more (their replica left): with a shared store they go back to the
     /// cluster's queue for another node instead of waiting here.
     pub fn take_stranded(&mut self) -> Vec<PendingCommand> {
+        if self.queue.is_empty() {
+            return Vec::new(); // the usual case, on every poll
+        }
         let handled: BTreeSet<&String> = self
             .agents
             .values()
@@ -413,9 +416,12 @@ impl Registry {
             })
             .cloned()
             .collect();
+        if stranded.is_empty() {
+            return Vec::new();
+        }
+        self.queue.retain(|t| !stranded.contains(t));
         let mut out = Vec::new();
         for task_id in stranded {
-            self.queue.retain(|t| t != &task_id);
             if let Some(task) = self.tasks.remove(&task_id) {
                 self.deadlines.remove(&(task.deadline, task_id));
                 out.push(task.cmd);
