@@ -146,7 +146,10 @@ async fn task(ws: &mut Ws) -> Value {
 async fn request(ws: &mut Ws, frame: Value) -> Value {
     let id = frame["id"].clone();
     assert!(send(ws, &frame).await, "send");
+    let deadline = Instant::now() + WAIT;
     loop {
+        // Unrelated frames (events) must not keep this waiting for ever.
+        assert!(Instant::now() < deadline, "no reply to {id} within {WAIT:?}");
         let v = next_json(ws).await.expect("reply before close");
         if v["id"] == id {
             return v;
@@ -324,17 +327,13 @@ async fn a_redis_outage_fails_fast_loses_nothing_acknowledged_and_heals() {
     // Fast, retryable failures; the WebSocket connections stay up.
     let mut failures = 0;
     for i in 10..15 {
-        let started = Instant::now();
+        // A hang (waiting for Redis) instead of an answer fails in `request`.
         let r = request(&mut publisher, publish(i)).await;
         if r["type"] == "ack" {
             acked.insert(format!("e{i}"), r["data"]["seq"].as_u64().expect("seq"));
         } else {
             assert_eq!(r["type"], "error", "{r}");
             assert_eq!(r["error"]["retryable"], true, "{r}");
-            assert!(
-                started.elapsed() < Duration::from_secs(8),
-                "failed fast, not after a hang"
-            );
             failures += 1;
         }
     }
@@ -346,6 +345,7 @@ async fn a_redis_outage_fails_fast_loses_nothing_acknowledged_and_heals() {
     let pong = request(&mut sub, json!({"type": "ping", "id": "still-there"})).await;
     assert_eq!(pong["type"], "pong", "existing connections stay up");
 
+    // The scenario: Redis away for 5 s in all.
     let wait = Duration::from_secs(5).saturating_sub(down.elapsed());
     tokio::time::sleep(wait).await;
     redis.spawn();
