@@ -240,7 +240,8 @@ export function defaultClientId(): string {
 }
 
 const REPLY_TYPES = new Set(["ack", "error", "result", "pong", "agent_status", "system_metrics"]);
-const NO_REPLY_TYPES = new Set(["batch", "status", "task_progress", "task_result"]);
+/** Client messages the gateway never answers by id: they cannot be requests. */
+export const NO_REPLY_TYPES: ReadonlySet<string> = new Set(["batch", "status", "task_progress", "task_result"]);
 
 // ---------------------------------------------------------------------------
 // TetherClient

@@ -59,6 +59,7 @@
 
 import {
   type Clock,
+  NO_REPLY_TYPES,
   type PublishAck,
   type RequestFrame,
   SYSTEM_CLOCK,
@@ -114,7 +115,6 @@ const PASSED_OPTIONS = [
   "circuit",
 ] as const satisfies readonly (keyof TetherClientOptions & keyof TetherPoolOptions)[];
 
-const NO_REPLY_TYPES = new Set(["batch", "status", "task_progress", "task_result"]);
 
 const log = createLogger("[WebSocketPool]");
 

@@ -297,7 +297,8 @@ export function patternMatches(pattern: string, name: string): boolean {
 // JSON decoding with the gateway's (serde_json's) limits
 // ---------------------------------------------------------------------------
 
-function hasLoneSurrogate(s: string): boolean {
+/** Whether `s` holds a UTF-16 surrogate without its pair (not valid JSON for the gateway). */
+export function hasLoneSurrogate(s: string): boolean {
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     if (c >= 0xd800 && c <= 0xdbff) {

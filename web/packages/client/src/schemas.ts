@@ -36,6 +36,7 @@
 
 import { z } from "zod";
 import {
+  hasLoneSurrogate,
   MAX_AGENT_NAME_LEN,
   MAX_BATCH,
   MAX_CHANNEL_LEN,
@@ -464,22 +465,6 @@ interface Problem {
 
 const MAX_JSON_PROBLEMS = 10;
 
-function loneSurrogate(s: string): boolean {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c >= 0xd800 && c <= 0xdbff) {
-      const next = s.charCodeAt(i + 1);
-      if (next >= 0xdc00 && next <= 0xdfff) {
-        i++;
-        continue;
-      }
-      return true;
-    }
-    if (c >= 0xdc00 && c <= 0xdfff) return true;
-  }
-  return false;
-}
-
 /**
  * What keeps `root` from reaching the gateway as the same JSON value: nesting
  * deeper than serde_json's 127 levels, lone surrogates, NaN/±Infinity, and
@@ -497,7 +482,7 @@ function jsonProblems(root: JsonObject): Problem[] {
       case "boolean":
         return;
       case "string":
-        if (loneSurrogate(v)) problem("a string with a lone UTF-16 surrogate is not valid JSON for the gateway");
+        if (hasLoneSurrogate(v)) problem("a string with a lone UTF-16 surrogate is not valid JSON for the gateway");
         return;
       case "number":
         if (!Number.isFinite(v)) problem(`${String(v)} is not a JSON number`);
@@ -529,7 +514,7 @@ function jsonProblems(root: JsonObject): Problem[] {
         problem(`${typeof name === "string" && name !== "" ? `a ${name}` : "this object"} is not a plain JSON object`);
       } else {
         for (const [k, item] of Object.entries(v)) {
-          if (loneSurrogate(k)) problems.push({ path: [...path, k], message: "a key with a lone UTF-16 surrogate" });
+          if (hasLoneSurrogate(k)) problems.push({ path: [...path, k], message: "a key with a lone UTF-16 surrogate" });
           // JSON.stringify leaves out a property whose value is undefined, as if absent.
           else if (item !== undefined) walk(item, [...path, k], depth + 1);
         }

@@ -721,8 +721,8 @@ describe("TetherPool with in-memory gateways", () => {
       ["ws://b.test/ws", "fulfilled"],
     ]);
     const ids = [a, b].map((g) => g.received.find((m) => m["type"] === "publish")?.["id"]);
-    expect(ids[0]).toBeDefined();
-    expect(ids[0]).not.toBe(ids[1]);
+    expect(ids.every((id) => typeof id === "string")).toBe(true);
+    expect(new Set(ids).size).toBe(2);
     // A given id is kept on every copy.
     const same = pool.broadcast({ type: "publish", id: "once", channel: "news", data: "hi" });
     await tick(10);

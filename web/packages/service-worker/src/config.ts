@@ -68,7 +68,9 @@ export function parseConfig(scriptUrl: string): SwConfig {
       endpointUrl = candidate;
     }
   }
-  if (clientId !== null && !endpointUrl.searchParams.has("client_id")) {
+  // The page's client_id always wins (the page's HTTP replay does the same),
+  // so that page and worker replay as one principal and deduplicate.
+  if (clientId !== null) {
     endpointUrl.searchParams.set("client_id", clientId);
   }
 

@@ -96,7 +96,12 @@ export class Replayer {
     const result = await replayOverHttp(q, options);
     this.log("replay done", result);
     const outcome: ReplayOutcome = result;
-    await this.options.onResult?.(outcome);
+    try {
+      await this.options.onResult?.(outcome);
+    } catch (e) {
+      // Telling pages is a courtesy: it must not turn a done replay into a failed one.
+      this.log("telling pages failed", e);
+    }
     return outcome;
   }
 }

@@ -32,10 +32,10 @@ describe("parseConfig", () => {
     expect(c.warnings).toEqual([]);
   });
 
-  it("keeps a client_id already in the endpoint and other endpoint parameters", () => {
+  it("overwrites a client_id already in the endpoint and keeps other endpoint parameters", () => {
     const endpoint = encodeURIComponent("https://gw.example/api/v1/messages?client_id=other&x=1");
     const c = parseConfig(`${BASE}?client_id=me&endpoint=${endpoint}`);
-    expect(c.endpoint).toBe("https://gw.example/api/v1/messages?client_id=other&x=1");
+    expect(c.endpoint).toBe("https://gw.example/api/v1/messages?client_id=me&x=1");
   });
 
   it("replaces bad values by the defaults and says why", () => {
