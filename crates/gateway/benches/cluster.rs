@@ -352,7 +352,7 @@ impl Progress {
     /// One subscriber finished one more batch.
     fn batch_done(&self) {
         let now = self.reached.fetch_add(1, Ordering::AcqRel) + 1;
-        if now % self.subscribers == 0 {
+        if now.is_multiple_of(self.subscribers) {
             self.notify.notify_waiters();
         }
     }
@@ -408,7 +408,7 @@ impl Subscriber {
                 );
             }
             self.last_seq = seq;
-            if (seq - start) % batch == 0 {
+            if (seq - start).is_multiple_of(batch) {
                 progress.batch_done();
             }
         }

@@ -6,13 +6,60 @@ use common::{http_exchange, http_get, http_post, TestServer};
 use serde_json::{json, Value};
 
 #[tokio::test]
-async fn probes_and_status_page() {
+async fn probes() {
     let server = TestServer::start().await;
     assert_eq!(http_get(&server.http("/healthz")).await.0, 200);
     assert_eq!(http_get(&server.http("/readyz")).await.0, 200);
-    let (status, page) = http_get(&server.http("/")).await;
+    server.stop().await;
+}
+
+/// The embedded dashboard: index.html at every view's path (never cached, with
+/// a CSP), the hashed assets it names (cached, typed, with an ETag that gives
+/// 304), gzip when asked, and 404 for anything else.
+#[tokio::test]
+async fn serves_the_embedded_dashboard() {
+    let server = TestServer::start().await;
+    let (status, head, page) = http_exchange("GET", &server.http("/"), "", &[]).await;
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("content-type: text/html"), "{head}");
+    assert!(head.contains("cache-control: no-cache"), "{head}");
+    assert!(head.contains("content-security-policy: default-src 'self'"), "{head}");
+    assert!(page.contains(r#"<div id="root"></div>"#), "{page}");
+    for view in ["/system", "/channels", "/commands", "/analytics"] {
+        let (status, view_page) = http_get(&server.http(view)).await;
+        assert_eq!(status, 200, "{view}");
+        assert_eq!(view_page, page, "{view} serves index.html");
+    }
+
+    let script = page
+        .split(r#"src="/assets/"#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("index.html names its script");
+    let url = server.http(&format!("/assets/{script}"));
+    let (status, head, js) = http_exchange("GET", &url, "", &[]).await;
     assert_eq!(status, 200);
-    assert!(page.contains("gw-test"), "{page}");
+    assert!(head.contains("content-type: text/javascript"), "{head}");
+    assert!(
+        head.contains("cache-control: public, max-age=31536000, immutable"),
+        "{head}"
+    );
+    assert!(js.len() > 10_000, "the bundle is {} bytes", js.len());
+    let etag = head
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .expect("an etag")
+        .trim()
+        .to_string();
+    let (status, _, body) = http_exchange("GET", &url, "", &[("If-None-Match", &etag)]).await;
+    assert_eq!((status, body.as_str()), (304, ""));
+    let (status, head, _) = http_exchange("GET", &url, "", &[("Accept-Encoding", "gzip")]).await;
+    assert_eq!(status, 200);
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+
+    for missing in ["/assets/nope.js", "/nope", "/analytics/x", "/index.html.bak"] {
+        assert_eq!(http_get(&server.http(missing)).await.0, 404, "{missing}");
+    }
     server.stop().await;
 }
 

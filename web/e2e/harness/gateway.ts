@@ -1,6 +1,7 @@
-// The real gateway binary, on 127.0.0.1:0 with a data directory of the
-// scenario's: started, killed with SIGKILL (what a crash looks like), started
-// again on the same data directory (a new port; the proxy is retargeted).
+// The real gateway binary, on 127.0.0.1:0 (or a given address) with a data
+// directory of the scenario's: started, killed with SIGKILL (what a crash
+// looks like) or stopped with SIGTERM (a graceful shutdown), started again on
+// the same data directory.
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
@@ -15,6 +16,13 @@ function gatewayEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("TETHER_")) env[k] = v;
   return env;
+}
+
+export interface GatewayOptions {
+  /** `--listen` (default `127.0.0.1:0`); give the old address to restart on the same port. */
+  readonly listen?: string;
+  /** More flags, e.g. `["--heartbeat-interval", "2s"]`. */
+  readonly args?: readonly string[];
 }
 
 export class Gateway {
@@ -34,8 +42,9 @@ export class Gateway {
   }
 
   /** Starts `tether serve` and resolves with its address (the first stdout line). */
-  static start(dataDir: string, log: Log): Promise<Gateway> {
-    const proc = spawn(GATEWAY_BIN, ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir], {
+  static start(dataDir: string, log: Log, options: GatewayOptions = {}): Promise<Gateway> {
+    const args = ["serve", "--listen", options.listen ?? "127.0.0.1:0", "--data-dir", dataDir, ...(options.args ?? [])];
+    const proc = spawn(GATEWAY_BIN, args, {
       stdio: ["ignore", "pipe", "pipe"],
       env: gatewayEnv(),
     });
@@ -81,6 +90,15 @@ export class Gateway {
 
   /** SIGKILL, resolved once the process is gone. Safe to call twice. */
   kill(): Promise<void> {
+    return this.signal("SIGKILL");
+  }
+
+  /** SIGTERM (drain: 1001 to every WebSocket, flush, exit), resolved once the process is gone. */
+  stop(): Promise<void> {
+    return this.signal("SIGTERM");
+  }
+
+  private signal(signal: NodeJS.Signals): Promise<void> {
     return new Promise((resolve) => {
       if (!this.running) {
         resolve();
@@ -89,7 +107,7 @@ export class Gateway {
       this.proc.once("exit", () => {
         resolve();
       });
-      this.proc.kill("SIGKILL");
+      this.proc.kill(signal);
     });
   }
 }

@@ -1,8 +1,9 @@
 //! The HTTP side: the WebSocket upgrade (with the origin allowlist and the
-//! per-IP cap), probes, `/metrics`, the status page, and the `/api/v1` routes.
+//! per-IP cap), probes, `/metrics`, the dashboard, and the `/api/v1` routes.
 
 mod api;
 mod autobahn;
+pub mod dashboard;
 pub mod listener;
 
 use std::collections::HashMap;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tether_protocol::validate::is_valid_principal;
@@ -49,7 +50,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/", get(status_page))
+        .merge(dashboard::routes())
         .merge(api)
         .with_state(gw)
 }
@@ -92,37 +93,6 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
         gw.metrics.render(),
     )
         .into_response()
-}
-
-async fn status_page(State(gw): State<Arc<Gateway>>) -> Html<String> {
-    let agents = gw.agents.snapshot();
-    let rows: String = agents
-        .iter()
-        .map(|a| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(&a.name),
-                a.status,
-                a.replicas,
-                a.in_flight,
-                a.processed
-            )
-        })
-        .collect();
-    Html(format!(
-        include_str!("status.html"),
-        node = escape(&gw.config.node_id),
-        connections = gw.metrics.connections.get(),
-        uptime = gw.started.elapsed().as_secs(),
-        rows = rows
-    ))
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 async fn ws_upgrade(

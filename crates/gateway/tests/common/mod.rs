@@ -332,15 +332,20 @@ pub async fn http_exchange(method: &str, url: &str, body: &str, headers: &[(&str
     (status, head, body)
 }
 
+/// A chunked text body, joined; a binary body (read lossily, so its chunk
+/// sizes no longer match) ends at the first chunk that does not fit.
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
         let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        let (Some(chunk), Some(after)) = (rest.get(..n), rest.get(n..)) else {
+            break;
+        };
         if n == 0 {
             break;
         }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
+        out.push_str(chunk);
+        s = after.trim_start_matches("\r\n");
     }
     out
 }

@@ -5,7 +5,7 @@
 // `[OfflineSync]` or `[SW]`, so a console filter shows one component.
 
 /** The prefixes in use, one per component. */
-export type LogPrefix = "[WebSocket]" | "[WebSocketProvider]" | "[WebSocketPool]" | "[OfflineSync]" | "[SW]";
+export type LogPrefix = "[WebSocket]" | "[WebSocketProvider]" | "[WebSocketPool]" | "[OfflineSync]" | "[SW]" | "[Dashboard]";
 
 /** Where debug lines go; `console` by default, replaceable for tests. */
 export type LogSink = (prefix: LogPrefix, message: string, details: readonly unknown[]) => void;

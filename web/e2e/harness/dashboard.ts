@@ -1,0 +1,194 @@
+// The dashboard scenario's environment: the real gateway serving its embedded
+// dashboard (so the page's origin is the gateway's, and a restart must come
+// back on the same port), demo agents (`tether agent`), and chromium. Short
+// heartbeats and a 1 s system sample period keep the scenarios quick.
+// Screenshots go to the output directory (TETHER_E2E_OUTPUT, default
+// web/e2e/output/dashboard).
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { type Browser, type BrowserContext, type Page, chromium } from "playwright-core";
+import { CHROMIUM_ARGS } from "./env.js";
+import { Gateway } from "./gateway.js";
+import { Log } from "./log.js";
+import { CHROMIUM, E2E_DIR, GATEWAY_BIN } from "./paths.js";
+
+/** Heartbeat of the dashboard gateway: an agent that stops answering is gone within 3 s. */
+export const HEARTBEAT_INTERVAL_MS = 2000;
+export const HEARTBEAT_TIMEOUT_MS = 1000;
+/** How long `agents` pushes may be held back (the protocol's coalescing). */
+export const AGENTS_COALESCING_MS = 250;
+
+/** Where screenshots are written. */
+export const OUTPUT_DIR = process.env["TETHER_E2E_OUTPUT"] ?? join(E2E_DIR, "output", "dashboard");
+
+/** A `tether agent` process. */
+export class AgentProcess {
+  private constructor(
+    private readonly proc: ChildProcess,
+    readonly name: string,
+  ) {}
+
+  static start(gatewayUrl: string, name: string, command: string, log: Log, extra: readonly string[] = []): AgentProcess {
+    const proc = spawn(GATEWAY_BIN, ["agent", "--url", gatewayUrl, "--name", name, "--command", command, ...extra], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    if (proc.stderr !== null) {
+      createInterface({ input: proc.stderr }).on("line", (line) => {
+        log.add(`[agent ${name}]`, line);
+      });
+    }
+    proc.once("error", (e) => {
+      log.add(`[agent ${name}]`, `cannot start: ${e.message}`);
+    });
+    return new AgentProcess(proc, name);
+  }
+
+  get running(): boolean {
+    return this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  /** Sends `signal`; for SIGKILL/SIGTERM resolves once the process is gone. */
+  signal(signal: NodeJS.Signals): Promise<void> {
+    return new Promise((resolve) => {
+      if (!this.running) {
+        resolve();
+        return;
+      }
+      if (signal === "SIGSTOP" || signal === "SIGCONT") {
+        this.proc.kill(signal);
+        resolve();
+        return;
+      }
+      this.proc.once("exit", () => {
+        resolve();
+      });
+      this.proc.kill(signal);
+    });
+  }
+}
+
+export class DashboardEnv {
+  readonly log = new Log();
+  private dataDir: string | null = null;
+  private gw: Gateway | null = null;
+  private addr: string | null = null;
+  private chrome: Browser | null = null;
+  private readonly agents: AgentProcess[] = [];
+  private readonly contexts = new Set<BrowserContext>();
+
+  private constructor(private readonly extraArgs: readonly string[]) {}
+
+  /** Starts the gateway (with `extraArgs`, e.g. `--jwt-secret`) and chromium. */
+  static async start(extraArgs: readonly string[] = []): Promise<DashboardEnv> {
+    const e = new DashboardEnv(extraArgs);
+    try {
+      mkdirSync(OUTPUT_DIR, { recursive: true });
+      e.dataDir = mkdtempSync(join(tmpdir(), "tether-dash-"));
+      await e.startGateway();
+      e.chrome = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+      return e;
+    } catch (err) {
+      await e.close();
+      throw err;
+    }
+  }
+
+  /** `http://127.0.0.1:PORT`: the dashboard's origin. */
+  get origin(): string {
+    if (this.addr === null) throw new Error("the gateway never started");
+    return `http://${this.addr}`;
+  }
+
+  get gateway(): Gateway {
+    if (this.gw === null) throw new Error("no gateway");
+    return this.gw;
+  }
+
+  /** Starts the gateway: on a free port the first time, then on the same one. */
+  async startGateway(): Promise<Gateway> {
+    if (this.dataDir === null) throw new Error("no data dir");
+    if (this.gw?.running === true) throw new Error("the gateway is still running");
+    const args = [
+      "--heartbeat-interval",
+      `${String(HEARTBEAT_INTERVAL_MS)}ms`,
+      "--heartbeat-timeout",
+      `${String(HEARTBEAT_TIMEOUT_MS)}ms`,
+      "--system-metrics-interval",
+      "1s",
+      ...this.extraArgs,
+    ];
+    // The old port may be briefly taken by a TIME_WAIT peer: retry a few times.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        this.gw = await Gateway.start(this.dataDir, this.log, { listen: this.addr ?? "127.0.0.1:0", args });
+        this.addr = this.gw.addr;
+        return this.gw;
+      } catch (e) {
+        if (this.addr === null || attempt >= 10) throw e;
+        this.log.add("[harness]", `restart on ${this.addr} failed (${String(e)}), retrying`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }
+
+  /** A demo agent for `command`, connected to this gateway. */
+  startAgent(name: string, command = "process_receipt", extra: readonly string[] = []): AgentProcess {
+    const agent = AgentProcess.start(this.origin, name, command, this.log, extra);
+    this.agents.push(agent);
+    return agent;
+  }
+
+  /** A fresh context (own storage) at `width`×900, its console in the log. */
+  async newContext(options: { width?: number; colorScheme?: "light" | "dark" } = {}): Promise<BrowserContext> {
+    if (this.chrome === null) throw new Error("no browser");
+    const context = await this.chrome.newContext({
+      viewport: { width: options.width ?? 1280, height: 900 },
+      colorScheme: options.colorScheme ?? "light",
+      acceptDownloads: true,
+    });
+    this.contexts.add(context);
+    context.on("console", (msg) => {
+      this.log.add("[browser:page]", `${msg.type()}: ${msg.text()}`);
+    });
+    context.on("weberror", (err) => {
+      this.log.add("[browser:error]", String(err.error()));
+    });
+    return context;
+  }
+
+  /** A new context with one page at `path` of the dashboard. */
+  async openPage(path = "/", options: { width?: number; colorScheme?: "light" | "dark" } = {}): Promise<Page> {
+    const context = await this.newContext(options);
+    const page = await context.newPage();
+    await page.goto(`${this.origin}${path}`);
+    return page;
+  }
+
+  /** Writes a full-page screenshot `<name>.png` into the output directory. */
+  async screenshot(page: Page, name: string): Promise<string> {
+    const path = join(OUTPUT_DIR, `${name}.png`);
+    await page.screenshot({ path, fullPage: true });
+    this.log.add("[harness]", `screenshot ${path}`);
+    return path;
+  }
+
+  /** Releases everything started; safe after a failed start. */
+  async close(): Promise<void> {
+    for (const c of this.contexts) await c.close().catch(() => undefined);
+    this.contexts.clear();
+    await this.chrome?.close().catch(() => undefined);
+    this.chrome = null;
+    for (const a of this.agents) {
+      await a.signal("SIGCONT");
+      await a.signal("SIGKILL");
+    }
+    await this.gw?.kill();
+    this.gw = null;
+    if (this.dataDir !== null) rmSync(this.dataDir, { recursive: true, force: true });
+    this.dataDir = null;
+  }
+}
