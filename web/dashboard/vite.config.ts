@@ -9,6 +9,9 @@ import { fileURLToPath } from "node:url";
 import react from "@vitejs/plugin-react";
 import { defaultClientConditions, defineConfig } from "vite";
 
+/** The gateway `npm run dev` forwards to. Override: TETHER_GATEWAY. */
+const GATEWAY = process.env["TETHER_GATEWAY"] ?? "http://127.0.0.1:8001";
+
 /** Where the gateway crate embeds the bundle from. Override: TETHER_DASHBOARD_OUT. */
 const OUT_DIR = process.env["TETHER_DASHBOARD_OUT"] ?? fileURLToPath(new URL("../../crates/gateway/dashboard", import.meta.url));
 
@@ -17,6 +20,14 @@ export default defineConfig({
   plugins: [react()],
   // Workspace packages from their TypeScript sources, like the tests.
   resolve: { conditions: ["source", ...defaultClientConditions] },
+  // `npm run dev`: the app's same-origin requests go to a running gateway.
+  server: {
+    proxy: {
+      "/ws": { target: GATEWAY, ws: true },
+      "/api": GATEWAY,
+      "/metrics": GATEWAY,
+    },
+  },
   build: {
     outDir: OUT_DIR,
     emptyOutDir: true,
