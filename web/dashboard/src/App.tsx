@@ -4,7 +4,7 @@
 
 import { TetherClient } from "@tether/client";
 import { WebSocketProvider, useWebSocketContext } from "@tether/react";
-import { type ReactNode, useEffect, useMemo, useState, useSyncExternalStore } from "react";
+import { type ReactNode, useEffect, useMemo, useRef, useState, useSyncExternalStore } from "react";
 import { ConnectionBadge } from "./components/ConnectionBadge.js";
 import { SignIn } from "./components/SignIn.js";
 import { type Dashboard, DashboardContext } from "./context.js";
@@ -28,6 +28,13 @@ export function ownWebSocketUrl(): string {
 }
 
 /**
+ * Commands may wait for an agent up to the gateway's `command_ttl` (default
+ * 5 min) and then run up to `task_timeout` (default 60 s): the dashboard waits
+ * that long for a reply before calling a request failed.
+ */
+export const DASHBOARD_REQUEST_TIMEOUT_MS = 6.5 * 60_000;
+
+/**
  * The dashboard's client: reconnects for ever (a dashboard left open on a wall
  * must come back by itself), at most 10 s apart, and pauses for 15 s only
  * after 10 failures in a row.
@@ -37,32 +44,43 @@ function makeClient(url: string, token: string | null): TetherClient {
     url,
     ...(token === null ? {} : { token }),
     maxReconnectDelay: 10_000,
+    requestTimeout: DASHBOARD_REQUEST_TIMEOUT_MS,
     circuit: { failureThreshold: 10, cooldownMs: 15_000 },
   });
 }
 
+/** One sign-in: a token (or none) and a fresh object per attempt, so that the same token can be tried again. */
+interface Auth {
+  readonly token: string | null;
+}
+
+let clientCounter = 0;
+
 export function App(): ReactNode {
-  const [token, setToken] = useState<string | null>(initialToken);
+  const [auth, setAuth] = useState<Auth>(() => ({ token: initialToken() }));
   const wsUrl = useMemo(ownWebSocketUrl, []);
-  const [client, setClient] = useState<TetherClient | null>(null);
+  // The client and the sign-in it was made for: the shell renders only a
+  // client made for the current sign-in, never the old one with a new token.
+  const [current, setCurrent] = useState<{ client: TetherClient; auth: Auth; key: number } | null>(null);
 
   useEffect(() => {
-    const c = makeClient(wsUrl, token);
-    setClient(c);
+    const client = makeClient(wsUrl, auth.token);
+    clientCounter += 1;
+    setCurrent({ client, auth, key: clientCounter });
     return () => {
-      c.close();
+      client.close();
     };
-  }, [wsUrl, token]);
+  }, [wsUrl, auth]);
 
   const changeToken = (next: string | null): void => {
     saveToken(next);
-    setToken(next);
+    setAuth({ token: next });
   };
 
-  if (client === null) return null;
+  if (current === null || current.auth !== auth) return null;
   return (
-    <WebSocketProvider client={client}>
-      <Shell key={client.clientId + String(token)} client={client} token={token} wsUrl={wsUrl} onToken={changeToken} />
+    <WebSocketProvider client={current.client}>
+      <Shell key={current.key} client={current.client} token={auth.token} wsUrl={wsUrl} onToken={changeToken} />
     </WebSocketProvider>
   );
 }
@@ -107,8 +125,16 @@ function Shell({ client, token, wsUrl, onToken }: ShellProps): ReactNode {
     void requestSystemMetrics().catch(() => undefined);
   }, [isConnected, requestAgentStatus, requestSystemMetrics]);
 
+  // On navigation (not on load): the title says where we are, focus moves to
+  // the new view so that keyboard and screen-reader users start there.
+  const firstRoute = useRef(true);
   useEffect(() => {
     document.title = `${route?.title ?? "Not found"} · Tether`;
+    if (firstRoute.current) {
+      firstRoute.current = false;
+      return;
+    }
+    document.getElementById("main")?.focus();
   }, [route]);
 
   const refused = refusal(snapshot.state, token !== null);

@@ -185,6 +185,15 @@ describe("system history", () => {
     expect(b).toEqual([null, 50, null]);
   });
 
+  test("the gateway clock's offset is the median of what live events say", () => {
+    const h = new SystemHistory();
+    expect(h.serverNow(NOW)).toBe(NOW);
+    for (const skew of [30_000, 30_010, 29_990, 90_000]) h.observeClock(NOW + skew, NOW);
+    expect(h.serverNow(NOW)).toBe(NOW + 30_010);
+    h.setError("forbidden: not allowed");
+    expect(h.error).toBe("forbidden: not allowed");
+  });
+
   test("listeners hear every change", () => {
     const h = new SystemHistory();
     let calls = 0;
@@ -238,9 +247,10 @@ describe("command log", () => {
 });
 
 describe("routes", () => {
-  test("the five views, trailing slashes ignored, anything else unknown", () => {
+  test("the five views at exactly their paths (as the gateway serves them), anything else unknown", () => {
     expect(ROUTES.map((r) => r.path)).toEqual(["/", "/system", "/channels", "/commands", "/analytics"]);
-    expect(matchRoute("/analytics/")?.title).toBe("Analytics");
+    expect(matchRoute("/analytics")?.title).toBe("Analytics");
+    expect(matchRoute("/analytics/")).toBeNull();
     expect(matchRoute("/")?.title).toBe("Agents");
     expect(matchRoute("/nope")).toBeNull();
   });

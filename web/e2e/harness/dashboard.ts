@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { type Browser, type BrowserContext, type Page, chromium } from "playwright-core";
+import WebSocket from "ws";
 import { CHROMIUM_ARGS } from "./env.js";
 import { Gateway } from "./gateway.js";
 import { Log } from "./log.js";
@@ -68,6 +69,65 @@ export class AgentProcess {
       });
       this.proc.kill(signal);
     });
+  }
+}
+
+/**
+ * An agent written against the wire protocol (the demo agent sends no
+ * progress): registers `name` for `command` and answers each task with one
+ * `task_progress` (`{"percent": 50}`) and, `delayMs` later, a result (or the
+ * agent error `bad_input` when the payload has `"fail": true`). Pings every
+ * second, as the gateway closes a silent connection after its heartbeat
+ * deadline.
+ */
+export class ProgressAgent {
+  private constructor(
+    private readonly ws: WebSocket,
+    private readonly pinger: ReturnType<typeof setInterval>,
+  ) {}
+
+  static start(origin: string, name: string, command: string, delayMs: number, log: Log): Promise<ProgressAgent> {
+    const ws = new WebSocket(`${origin.replace(/^http/, "ws")}/ws?client_id=${name}`);
+    let pings = 0;
+    const pinger = setInterval(() => {
+      if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "ping", id: `ping-${String(++pings)}` }));
+    }, 1000);
+    ws.on("error", (e) => {
+      log.add(`[agent ${name}]`, `error: ${e.message}`);
+    });
+    ws.on("close", (code) => {
+      clearInterval(pinger);
+      log.add(`[agent ${name}]`, `closed ${String(code)}`);
+    });
+    return new Promise((resolve, reject) => {
+      ws.once("close", (code) => {
+        reject(new Error(`agent ${name} closed (${String(code)}) before registering`));
+      });
+      ws.on("message", (raw: Buffer) => {
+        const msg = JSON.parse(raw.toString()) as { type: string; id?: string; data?: { payload?: { fail?: boolean } } };
+        if (msg.type === "welcome") {
+          ws.send(JSON.stringify({ type: "register", id: "r1", data: { name, commands: [command], concurrency: 1 } }));
+        } else if (msg.type === "ack" && msg.id === "r1") {
+          resolve(new ProgressAgent(ws, pinger));
+        } else if (msg.type === "task" && msg.id !== undefined) {
+          const task = msg.id;
+          const payload = msg.data?.payload ?? null;
+          ws.send(JSON.stringify({ type: "task_progress", id: task, data: { percent: 50 } }));
+          setTimeout(() => {
+            const answer =
+              payload?.fail === true
+                ? { type: "task_result", id: task, error: { code: "bad_input", message: "the payload asked to fail" } }
+                : { type: "task_result", id: task, data: { done: payload } };
+            ws.send(JSON.stringify(answer));
+          }, delayMs);
+        }
+      });
+    });
+  }
+
+  close(): void {
+    clearInterval(this.pinger);
+    this.ws.close();
   }
 }
 

@@ -15,17 +15,13 @@ export function ConnectionBadge(): ReactNode {
   const status = connectionStatus(snapshot, everConnected.current || snapshot.isConnected, performance.now());
   void now; // re-render every second for the countdown
   return (
-    <span
-      className={`badge badge-${status.kind}`}
-      data-testid="connection-status"
-      data-state={status.kind}
-      title={status.detail}
-      role="status"
-      aria-live="polite"
-    >
+    <span className={`badge badge-${status.kind}`} data-testid="connection-status" data-state={status.kind} title={status.detail}>
       <span className="dot" aria-hidden="true" />
-      {status.label}
-      <span className="visually-hidden">: {status.detail}</span>
+      {/* Only the label is announced: the detail has a countdown that changes every second. */}
+      <span role="status" aria-live="polite">
+        <span className="visually-hidden">Connection: </span>
+        {status.label}
+      </span>
     </span>
   );
 }

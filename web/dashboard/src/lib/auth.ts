@@ -39,15 +39,23 @@ export function initialToken(): string | null {
 
 /** The token kept for this tab, or null. */
 export function storedToken(): string | null {
-  return storage()?.getItem(TOKEN_KEY) ?? null;
+  try {
+    return storage()?.getItem(TOKEN_KEY) ?? null;
+  } catch {
+    return null;
+  }
 }
 
 /** Keeps `token` for this tab, or forgets it (null). */
 export function saveToken(token: string | null): void {
   const s = storage();
   if (s === null) return;
-  if (token === null) s.removeItem(TOKEN_KEY);
-  else s.setItem(TOKEN_KEY, token);
+  try {
+    if (token === null) s.removeItem(TOKEN_KEY);
+    else s.setItem(TOKEN_KEY, token);
+  } catch {
+    // full or disabled: the token still works for this page, it is just not kept
+  }
 }
 
 /** Why the gateway refused us, in plain words, or null when the state is not a refusal. */
@@ -59,8 +67,10 @@ export interface Refusal {
 
 /**
  * A refusal after a close with 4001 (bad or missing token), 4003 (the
- * principal may not connect) or 1008 (policy, e.g. origin): the client does
- * not reconnect by itself after these.
+ * principal may not connect) or 1008 (policy violation): the client does not
+ * reconnect by itself after these. (An origin outside the allowlist is
+ * refused with HTTP 403 before any WebSocket exists; a browser only sees the
+ * connection fail, so that shows as reconnecting.)
  */
 export function refusal(state: State, hasToken: boolean): Refusal | null {
   if (state.kind !== "closed") return null;
@@ -84,7 +94,7 @@ export function refusal(state: State, hasToken: boolean): Refusal | null {
       return {
         code: 1008,
         title: "The gateway refused this connection",
-        detail: `Close code 1008 (${reason}): a policy of the gateway (e.g. its origin allowlist) refuses this page.`,
+        detail: `Close code 1008 (${reason}): the gateway closed the connection for a policy violation. Check the gateway's log; sign in again to retry.`,
       };
     default:
       return null;

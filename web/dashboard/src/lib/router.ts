@@ -18,10 +18,9 @@ export const ROUTES: readonly Route[] = [
   { path: "/analytics", title: "Analytics" },
 ];
 
-/** The known route for `pathname` (a trailing slash is ignored), or null. */
+/** The route for exactly `pathname` (as the gateway serves exactly these paths), or null. */
 export function matchRoute(pathname: string): Route | null {
-  const path = pathname.length > 1 ? pathname.replace(/\/+$/, "") : pathname;
-  return ROUTES.find((r) => r.path === path) ?? null;
+  return ROUTES.find((r) => r.path === pathname) ?? null;
 }
 
 const listeners = new Set<() => void>();

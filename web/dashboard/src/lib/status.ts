@@ -2,7 +2,6 @@
 // from the client's state. Pure, so that every state has a pinned label.
 
 import type { ConnectionSnapshot } from "@tether/client";
-import { clockTime } from "./format.js";
 
 export type StatusKind = "live" | "connecting" | "reconnecting" | "paused" | "refused" | "closed";
 
@@ -40,7 +39,7 @@ export function connectionStatus(snapshot: ConnectionSnapshot, everConnected: bo
       return {
         kind: "paused",
         label: "Paused",
-        detail: `Too many failed attempts in a row; trying again at ${clockTime(Date.now() + Math.max(0, s.until - now))}.${why}`,
+        detail: `Too many failed attempts in a row; trying again in ${String(Math.max(0, Math.ceil((s.until - now) / 1000)))} s.${why}`,
       };
     case "connected":
       return { kind: "live", label: "Live", detail: `Connected (session ${s.session}).` };

@@ -11,8 +11,12 @@ import { type ChannelLog, DEFAULT_LOG_SIZE, EMPTY_LOG, appendItem } from "./chan
 
 const FLUSH_MS = 50;
 
+/** Which view follows a channel: each lists only its own. */
+export type Owner = "channels" | "agents";
+
 export interface Followed {
   readonly channel: string;
+  readonly owner: Owner;
   /** Whether the first subscribe asked for the retained history. */
   readonly history: boolean;
   readonly log: ChannelLog;
@@ -22,6 +26,8 @@ interface Entry {
   followed: Followed;
   readonly off: () => void;
   pending: SubscriptionItem[];
+  /** Events dropped from `pending` before a flush (a hidden tab's timers are throttled). */
+  pendingDropped: number;
 }
 
 export class Subscriptions {
@@ -41,12 +47,27 @@ export class Subscriptions {
    * dashboard itself already listens to the channel (`agents`, `system`), it
    * joins at the live position and the log says so. Throws on an invalid name.
    */
-  follow(channel: string, history: boolean): void {
+  follow(channel: string, history: boolean, owner: Owner): void {
     if (this.entries.has(channel)) return;
     const listener = (item: SubscriptionItem): void => {
       const entry = this.entries.get(channel);
       if (entry === undefined) return;
       entry.pending.push(item);
+      // Bounded like the log: beyond twice its size, the oldest events go
+      // (markers stay, so a recovery is never hidden).
+      if (entry.pending.length > 2 * this.maxEntries) {
+        const keep: SubscriptionItem[] = [];
+        let excess = entry.pending.length - this.maxEntries;
+        for (const p of entry.pending) {
+          if (excess > 0 && p.kind === "event") {
+            excess -= 1;
+            entry.pendingDropped += 1;
+          } else {
+            keep.push(p);
+          }
+        }
+        entry.pending = keep;
+      }
       this.scheduleFlush();
     };
     let off: () => void;
@@ -73,7 +94,12 @@ export class Subscriptions {
         ],
       };
     }
-    this.entries.set(channel, { followed: { channel, history: history && !joinedLive, log }, off, pending: [] });
+    this.entries.set(channel, {
+      followed: { channel, owner, history: history && !joinedLive, log },
+      off,
+      pending: [],
+      pendingDropped: 0,
+    });
     this.publish();
   }
 
@@ -124,7 +150,9 @@ export class Subscriptions {
       if (entry.pending.length === 0) continue;
       let log = entry.followed.log;
       for (const item of entry.pending) log = appendItem(log, item, now, entry.followed.history, this.maxEntries);
+      log = { ...log, dropped: log.dropped + entry.pendingDropped };
       entry.pending = [];
+      entry.pendingDropped = 0;
       entry.followed = { ...entry.followed, log };
       changed = true;
     }

@@ -37,10 +37,16 @@ export function useSystemFeed(client: TetherClient, history: SystemHistory, toke
 
   useEffect(() => {
     const off = client.subscribe("system", (item: SubscriptionItem) => {
-      if (item.kind === "event") history.add([item.event], Date.now());
+      if (item.kind === "event") {
+        history.observeClock(item.event.ts, Date.now());
+        history.setError(null);
+        history.add([item.event], history.serverNow());
+      } else if (item.kind === "error") {
+        history.setError(item.error.message);
+      }
     });
     const prune = setInterval(() => {
-      history.prune(Date.now());
+      history.prune(history.serverNow());
     }, 5000);
     return () => {
       off();
@@ -53,7 +59,7 @@ export function useSystemFeed(client: TetherClient, history: SystemHistory, toke
     const abort = new AbortController();
     loadSystemHistory(token, abort.signal).then(
       (events) => {
-        history.add(events, Date.now());
+        history.add(events, history.serverNow());
       },
       (e: unknown) => {
         if (!abort.signal.aborted) log("could not load the system history", e);

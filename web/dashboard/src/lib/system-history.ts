@@ -26,11 +26,17 @@ export type Aligned = [number[], ...(number | null)[][]];
 export const DEFAULT_WINDOW_MS = 10 * 60_000;
 export const DEFAULT_MAX_SAMPLES = 2000;
 
+/** Live events whose (gateway ts − browser receipt time) estimates the clock offset. */
+const OFFSET_SAMPLES = 15;
+
 export class SystemHistory {
   private samples: (Sample & { key: string })[] = [];
   private readonly keys = new Set<string>();
   private readonly listeners = new Set<() => void>();
   private version = 0;
+  private offsets: number[] = [];
+  private offsetMs = 0;
+  private problem: string | null = null;
 
   constructor(
     readonly windowMs = DEFAULT_WINDOW_MS,
@@ -66,6 +72,35 @@ export class SystemHistory {
     if (cut <= 0) return;
     for (const s of this.samples.slice(0, cut)) this.keys.delete(s.key);
     this.samples = this.samples.slice(cut);
+    this.changed();
+  }
+
+  /**
+   * Notes that a live event stamped `ts` by the gateway arrived at browser
+   * time `receivedAt`: the median of the last few differences is the gateway
+   * clock's offset (plus a little transit), so that ages and the window are
+   * judged on the gateway's clock, not a skewed browser's.
+   */
+  observeClock(ts: number, receivedAt: number): void {
+    this.offsets.push(ts - receivedAt);
+    if (this.offsets.length > OFFSET_SAMPLES) this.offsets.shift();
+    const sorted = [...this.offsets].sort((a, b) => a - b);
+    this.offsetMs = sorted[Math.floor(sorted.length / 2)] ?? 0;
+  }
+
+  /** Browser time `now` on the gateway's clock. */
+  serverNow(now: number = Date.now()): number {
+    return now + this.offsetMs;
+  }
+
+  /** Why there are no samples (e.g. the token may not read `system`), or null. */
+  get error(): string | null {
+    return this.problem;
+  }
+
+  setError(error: string | null): void {
+    if (error === this.problem) return;
+    this.problem = error;
     this.changed();
   }
 

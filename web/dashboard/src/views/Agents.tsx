@@ -2,9 +2,9 @@
 // the stream of the one being followed (`agent:<name>`: status changes and
 // task progress, with its retained history).
 
-import { type AgentStatusEntry, agentChannel } from "@tether/client";
+import { type AgentStatusEntry, GatewayError, agentChannel } from "@tether/client";
 import { useWebSocketContext } from "@tether/react";
-import { type ReactNode, useSyncExternalStore } from "react";
+import { type ReactNode, useEffect, useState, useSyncExternalStore } from "react";
 import { ChannelLogView } from "../components/ChannelLogView.js";
 import { useDashboard } from "../context.js";
 import { ago, millis, preview } from "../lib/format.js";
@@ -75,20 +75,51 @@ function Stream({ name, onClose }: { name: string; onClose: () => void }): React
   );
 }
 
+/**
+ * The gateway pushes an agent's status when it changes, not its `last_seen`;
+ * while this view is open the whole list is refreshed this often.
+ */
+export const AGENTS_REFRESH_MS = 5000;
+
 export function AgentsView(): ReactNode {
-  const { agents } = useWebSocketContext();
-  const { subscriptions } = useDashboard();
+  const { agents, isConnected, requestAgentStatus } = useWebSocketContext();
+  const { subscriptions, history } = useDashboard();
   const followed = useSyncExternalStore(subscriptions.subscribe, subscriptions.getSnapshot);
-  const now = useNow(1000);
-  const following = followed.filter((f) => f.channel.startsWith("agent:")).map((f) => f.channel.slice("agent:".length));
+  const now = history.serverNow(useNow(1000));
+  const [accessError, setAccessError] = useState<string | null>(null);
+
+  useEffect(() => {
+    if (!isConnected) return undefined;
+    const refresh = (): void => {
+      requestAgentStatus().then(
+        () => {
+          setAccessError(null);
+        },
+        (e: unknown) => {
+          if (e instanceof GatewayError && e.code === "forbidden") setAccessError(e.message);
+        },
+      );
+    };
+    refresh();
+    const t = setInterval(refresh, AGENTS_REFRESH_MS);
+    return () => {
+      clearInterval(t);
+    };
+  }, [isConnected, requestAgentStatus]);
+  const following = followed.filter((f) => f.owner === "agents").map((f) => f.channel.slice("agent:".length));
+  const [note, setNote] = useState<string | null>(null);
 
   const toggle = (name: string): void => {
     const channel = agentChannel(name);
-    if (subscriptions.get(channel) !== null) {
+    const owner = subscriptions.get(channel)?.owner;
+    setNote(null);
+    if (owner === "agents") {
       subscriptions.unfollow(channel);
+    } else if (owner === "channels") {
+      setNote(`${channel} is followed on the Channels view; its events are listed there.`);
     } else {
       for (const other of following) subscriptions.unfollow(agentChannel(other));
-      subscriptions.follow(channel, true);
+      subscriptions.follow(channel, true, "agents");
     }
   };
   const sorted = [...agents].sort(
@@ -100,6 +131,16 @@ export function AgentsView(): ReactNode {
       <Summary agents={agents} />
       <section className="panel" aria-labelledby="agents-title">
         <h2 id="agents-title">Agents</h2>
+        {accessError !== null && (
+          <p className="error" role="alert">
+            This token may not read the agents&apos; status ({accessError}).
+          </p>
+        )}
+        {note !== null && (
+          <p className="hint" role="status">
+            {note}
+          </p>
+        )}
         {agents.length === 0 ? (
           <p className="muted" data-testid="no-agents">
             No agents have registered yet. Start one with{" "}
@@ -107,32 +148,33 @@ export function AgentsView(): ReactNode {
           </p>
         ) : (
           <div className="table-wrap">
-            <table className="stacked" data-testid="agents-table">
-              <thead>
-                <tr>
-                  <th scope="col">Agent</th>
-                  <th scope="col">Status</th>
-                  <th scope="col">Replicas</th>
-                  <th scope="col">In flight</th>
-                  <th scope="col">Processed</th>
-                  <th scope="col">Failed</th>
-                  <th scope="col">Avg latency</th>
-                  <th scope="col">Last seen</th>
-                  <th scope="col">Commands</th>
+            <table className="stacked" data-testid="agents-table" role="table">
+              <thead role="rowgroup">
+                <tr role="row">
+                  <th scope="col" role="columnheader">Agent</th>
+                  <th scope="col" role="columnheader">Status</th>
+                  <th scope="col" role="columnheader">Replicas</th>
+                  <th scope="col" role="columnheader">In flight</th>
+                  <th scope="col" role="columnheader">Processed</th>
+                  <th scope="col" role="columnheader">Failed</th>
+                  <th scope="col" role="columnheader">Avg latency</th>
+                  <th scope="col" role="columnheader">Last seen</th>
+                  <th scope="col" role="columnheader">Commands</th>
                 </tr>
               </thead>
-              <tbody>
+              <tbody role="rowgroup">
                 {sorted.map((a) => {
                   const selected = following.includes(a.name);
                   return (
                     <tr
+                      role="row"
                       key={a.name}
                       data-testid="agent-row"
                       data-name={a.name}
                       data-status={a.status}
                       className={`${a.status === "offline" ? "offline" : ""} ${selected ? "selected" : ""}`}
                     >
-                      <th scope="row">
+                      <th scope="row" role="rowheader">
                         <button
                           type="button"
                           className="link"
@@ -145,22 +187,22 @@ export function AgentsView(): ReactNode {
                           {a.name}
                         </button>
                       </th>
-                      <td data-label="Status">
+                      <td role="cell" data-label="Status">
                         <span className={`status status-${a.status}`} data-testid="agent-status">
                           {a.status}
                         </span>
                       </td>
-                      <td data-label="Replicas">{a.replicas}</td>
-                      <td data-label="In flight">{a.in_flight}</td>
-                      <td data-label="Processed">{a.processed}</td>
-                      <td data-label="Failed">{a.failed}</td>
-                      <td data-label="Avg latency">{a.processed + a.failed === 0 ? "–" : millis(a.avg_latency_ms)}</td>
-                      <td data-label="Last seen">
+                      <td role="cell" data-label="Replicas">{a.replicas}</td>
+                      <td role="cell" data-label="In flight">{a.in_flight}</td>
+                      <td role="cell" data-label="Processed">{a.processed}</td>
+                      <td role="cell" data-label="Failed">{a.failed}</td>
+                      <td role="cell" data-label="Avg latency">{a.processed + a.failed === 0 ? "–" : millis(a.avg_latency_ms)}</td>
+                      <td role="cell" data-label="Last seen">
                         <time dateTime={new Date(a.last_seen).toISOString()}>
                           {ago(a.last_seen, now)}
                         </time>
                       </td>
-                      <td data-label="Commands">{a.commands.join(", ")}</td>
+                      <td role="cell" data-label="Commands">{a.commands.join(", ")}</td>
                     </tr>
                   );
                 })}

@@ -26,7 +26,7 @@ export function ChannelsView(): ReactNode {
   const { client } = useWebSocketContext();
   const { subscriptions } = useDashboard();
   const followed = useSyncExternalStore(subscriptions.subscribe, subscriptions.getSnapshot);
-  const channels = followed.filter((f) => !f.channel.startsWith("agent:"));
+  const channels = followed.filter((f) => f.owner === "channels");
   const id = useId();
 
   const [name, setName] = useState("");
@@ -49,7 +49,11 @@ export function ChannelsView(): ReactNode {
       return;
     }
     try {
-      subscriptions.follow(channel, history);
+      if (subscriptions.get(channel)?.owner === "agents") {
+        setSubscribeError(`${channel} is already followed on the Agents view; stop following it there first.`);
+        return;
+      }
+      subscriptions.follow(channel, history, "channels");
       setSubscribeError(null);
       setSelected(channel);
       setName("");

@@ -54,8 +54,14 @@ export function CommandsView(): ReactNode {
     void commands.send(type.trim(), parsed.value);
   };
 
+  const latest = records[0];
   return (
     <>
+      <p className="visually-hidden" role="status" aria-live="polite">
+        {latest === undefined || latest.outcome.kind === "pending"
+          ? ""
+          : `${latest.type}: ${latest.outcome.kind === "ok" ? "result" : "error"} after ${millis(latest.latencyMs)}`}
+      </p>
       <section className="panel" aria-labelledby={`${id}-title`}>
         <h2 id={`${id}-title`}>Send a command</h2>
         <form onSubmit={onSend} className="stack">

@@ -44,7 +44,7 @@ export function SystemView(): ReactNode {
   const { history } = useDashboard();
   const version = useSyncExternalStore(history.subscribe, history.getVersion);
   const [theme] = useTheme();
-  const now = useNow(1000);
+  const now = history.serverNow(useNow(1000));
   const nodes = useMemo(() => history.nodes(), [history, version]);
   const latest = useMemo(() => history.latest(), [history, version]);
   const charts = useMemo(
@@ -62,6 +62,11 @@ export function SystemView(): ReactNode {
     <>
       <section className="panel" aria-labelledby="nodes-title">
         <h2 id="nodes-title">Gateway nodes</h2>
+        {history.error !== null && (
+          <p className="error" role="alert">
+            No samples: the gateway refused the <code>system</code> channel ({history.error}).
+          </p>
+        )}
         {latest.length === 0 ? (
           <p className="muted" data-testid="no-samples">
             Waiting for the first sample on the <code>system</code> channel…
