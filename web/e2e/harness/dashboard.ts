@@ -26,6 +26,12 @@ export const AGENTS_COALESCING_MS = 250;
 /** Where screenshots are written. */
 export const OUTPUT_DIR = process.env["TETHER_E2E_OUTPUT"] ?? join(E2E_DIR, "output", "dashboard");
 
+export interface PageOptions {
+  readonly width?: number;
+  readonly colorScheme?: "light" | "dark";
+  readonly bypassCSP?: boolean;
+}
+
 /** A `tether agent` process. */
 export class AgentProcess {
   private constructor(
@@ -202,13 +208,18 @@ export class DashboardEnv {
     return agent;
   }
 
-  /** A fresh context (own storage) at `width`×900, its console in the log. */
-  async newContext(options: { width?: number; colorScheme?: "light" | "dark" } = {}): Promise<BrowserContext> {
+  /**
+   * A fresh context (own storage) at `width`×900, its console in the log.
+   * `bypassCSP` lets a test inject a checker script (the page's CSP forbids
+   * inline scripts, rightly).
+   */
+  async newContext(options: PageOptions = {}): Promise<BrowserContext> {
     if (this.chrome === null) throw new Error("no browser");
     const context = await this.chrome.newContext({
       viewport: { width: options.width ?? 1280, height: 900 },
       colorScheme: options.colorScheme ?? "light",
       acceptDownloads: true,
+      bypassCSP: options.bypassCSP ?? false,
     });
     this.contexts.add(context);
     context.on("console", (msg) => {
@@ -221,7 +232,7 @@ export class DashboardEnv {
   }
 
   /** A new context with one page at `path` of the dashboard. */
-  async openPage(path = "/", options: { width?: number; colorScheme?: "light" | "dark" } = {}): Promise<Page> {
+  async openPage(path = "/", options: PageOptions = {}): Promise<Page> {
     const context = await this.newContext(options);
     const page = await context.newPage();
     await page.goto(`${this.origin}${path}`);

@@ -14,8 +14,12 @@ import {
   HEARTBEAT_TIMEOUT_MS,
   ProgressAgent,
 } from "../harness/dashboard.js";
+import { createRequire } from "node:module";
 import { SKIP } from "../harness/paths.js";
 import { WAIT } from "../harness/page.js";
+
+/** axe-core, injected into the page to audit accessibility. */
+const AXE_SCRIPT = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 
 /** The views and their paths, as the navigation names them. */
 const VIEWS = [
@@ -315,7 +319,35 @@ describe.skipIf(SKIP)("the dashboard", () => {
       await e().screenshot(narrow, `narrow-${title.toLowerCase()}`);
     }
   });
+
+  test("no serious accessibility violations (axe-core, WCAG 2.1 AA) in either theme", async () => {
+    e().startAgent("a11y-agent");
+    for (const colorScheme of ["light", "dark"] as const) {
+      const page = await e().openPage("/", { bypassCSP: true, colorScheme });
+      await expect.poll(() => attr(page, '[data-testid="connection-status"]', "data-state"), WAIT).toBe("live");
+      await waitForAgentStatus(page, "a11y-agent", "idle", Date.now());
+      for (const [title, path] of VIEWS) {
+        await go(page, title);
+        await expect.poll(() => page.evaluate(() => window.location.pathname), WAIT).toBe(path);
+        await page.waitForTimeout(300);
+        expect(await accessibilityViolations(page), `${title} (${colorScheme})`).toEqual([]);
+      }
+      await page.context().close();
+    }
+  });
 });
+
+/** axe-core's verdict on `page`: the serious and critical WCAG 2.x A/AA violations, one line each. */
+async function accessibilityViolations(page: Page): Promise<string[]> {
+  await page.addScriptTag({ path: AXE_SCRIPT });
+  return page.evaluate(async () => {
+    const axe = (window as unknown as { axe: { run: (ctx: Document, opts: unknown) => Promise<{ violations: { id: string; impact: string | null; help: string; nodes: { target: unknown[] }[] }[] }> } }).axe;
+    const result = await axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } });
+    return result.violations
+      .filter((v) => v.impact === "serious" || v.impact === "critical")
+      .map((v) => `${v.id} (${String(v.impact)}): ${v.help} at ${v.nodes.map((n) => JSON.stringify(n.target)).join(", ")}`);
+  });
+}
 
 describe.skipIf(SKIP)("the dashboard with auth on", () => {
   let env: DashboardEnv | null = null;
