@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 use tether_gateway::auth::{AuthSettings, Authenticator};
 use tether_gateway::config::{Retention, RetentionRule};
@@ -268,6 +268,8 @@ pub struct BenchFanoutArgs {
     #[command(flatten)]
     pub common: BenchCommonArgs,
     #[command(flatten)]
+    pub peer: BenchPeerArgs,
+    #[command(flatten)]
     pub load: BenchLoadArgs,
     /// Subscriber connections on the channel.
     #[arg(long, default_value_t = 1000, value_name = "S")]
@@ -278,15 +280,49 @@ pub struct BenchFanoutArgs {
     /// Publishes per second across all publishers [default: as fast as the windows allow].
     #[arg(long, value_name = "MSGS_PER_S")]
     pub rate: Option<f64>,
-    /// Unacknowledged publishes each publisher keeps in flight.
+    /// Unacknowledged publishes each publisher keeps in flight (peers: sent and not yet received by every
+    /// subscriber).
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub window: usize,
+}
+
+/// The server a `fanout` or `connections` run talks to: Tether, or one of the
+/// peers `bench/compare` measures it against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchProtocol {
+    /// The Tether protocol (`--url` is the gateway's `/ws`).
+    Tether,
+    /// A plain broadcast server: every text frame a client sends goes to every other client (the Node `ws`
+    /// reference); `--url` is its ws:// URL.
+    Broadcast,
+    /// The Pusher protocol (e.g. sockudo): subscribers on `<url>/app/<key>`, the publisher through the signed
+    /// HTTP events API; `--url` is the server's ws://HOST:PORT.
+    Pusher,
+}
+
+/// Which protocol, and the Pusher app's credentials.
+#[derive(Debug, Args)]
+pub struct BenchPeerArgs {
+    /// The server's protocol.
+    #[arg(long, value_enum, default_value_t = BenchProtocol::Tether)]
+    pub protocol: BenchProtocol,
+    /// Pusher app id (with --protocol pusher).
+    #[arg(long = "pusher-app-id", default_value = "tether-bench", value_name = "ID")]
+    pub pusher_app_id: String,
+    /// Pusher app key (with --protocol pusher).
+    #[arg(long = "pusher-key", default_value = "tether-bench-key", value_name = "KEY")]
+    pub pusher_key: String,
+    /// Pusher app secret, to sign the HTTP API requests (with --protocol pusher).
+    #[arg(long = "pusher-secret", default_value = "tether-bench-secret", value_name = "SECRET")]
+    pub pusher_secret: String,
 }
 
 #[derive(Debug, Args)]
 pub struct BenchConnectionsArgs {
     #[command(flatten)]
     pub common: BenchCommonArgs,
+    #[command(flatten)]
+    pub peer: BenchPeerArgs,
     /// Idle connections to open and hold.
     #[arg(long, default_value_t = 1000, value_name = "C")]
     pub connections: usize,

@@ -495,3 +495,120 @@ async fn usage_errors_exit_2_and_runtime_failures_exit_1() {
     assert_eq!(errors.len(), 1, "{stderr}");
     assert!(errors[0].contains("cannot connect to ws://127.0.0.1:1/ws"), "{stderr}");
 }
+
+// A fake broadcast server (the Node `ws` peer of bench/compare) that plants a
+// lost and a duplicated message.
+
+/// A connected client of the fake broadcast server: its number and its outbox.
+type BroadcastClient = (usize, mpsc::UnboundedSender<String>);
+
+/// Every text frame a client sends goes to every other client, except that
+/// the message with `bench_seq` 3 is dropped and the one with 5 is sent twice.
+/// Returns its URL.
+async fn fake_broadcast() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let clients: Arc<Mutex<Vec<BroadcastClient>>> = Arc::default();
+    tokio::spawn(async move {
+        let mut next = 0;
+        while let Ok((tcp, _)) = listener.accept().await {
+            next += 1;
+            let (me, clients) = (next, clients.clone());
+            tokio::spawn(async move {
+                let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                let (mut sink, mut stream) = ws.split();
+                let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+                clients.lock().expect("lock").push((me, tx));
+                tokio::spawn(async move {
+                    while let Some(text) = rx.recv().await {
+                        if sink.send(Message::text(text)).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                while let Some(Ok(msg)) = stream.next().await {
+                    let Message::Text(text) = msg else { continue };
+                    let copies = if text.contains(r#""bench_seq":3,"#) {
+                        0
+                    } else if text.contains(r#""bench_seq":5,"#) {
+                        2
+                    } else {
+                        1
+                    };
+                    for (who, tx) in clients.lock().expect("lock").iter() {
+                        for _ in 0..copies {
+                            if *who != me {
+                                let _ = tx.send(text.to_string());
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    format!("ws://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planted_loss_and_duplicates_are_detected_on_a_broadcast_peer() {
+    let url = fake_broadcast().await;
+    let v = bench_json(&[
+        "fanout",
+        "--protocol",
+        "broadcast",
+        "--url",
+        &url,
+        "--subscribers",
+        "3",
+        "--rate",
+        "200",
+        "--count",
+        "20",
+        "--duration",
+        "10s",
+    ])
+    .await;
+    assert_eq!(v["protocol"], "broadcast", "{v}");
+    assert_eq!(count(&v, "sent"), 20, "{v}");
+    assert_eq!(count(&v, "lost"), 3, "seq 3 missed by each subscriber: {v}");
+    assert_eq!(count(&v, "duplicates"), 3, "seq 5 twice at each subscriber: {v}");
+    assert_eq!(count(&v, "deliveries"), 3 * 20, "19 messages and a repeat each: {v}");
+    assert_eq!(count(&v, "expected_deliveries"), 3 * 20, "{v}");
+    assert_latency_fields(&v);
+
+    // The paced mode (no --rate) and idle connections against the same peer.
+    let v = bench_json(&[
+        "fanout",
+        "--protocol",
+        "broadcast",
+        "--url",
+        &url,
+        "--subscribers",
+        "2",
+        "--count",
+        "10",
+        "--window",
+        "4",
+    ])
+    .await;
+    assert_eq!(
+        (count(&v, "sent"), count(&v, "lost"), count(&v, "duplicates")),
+        (10, 2, 2),
+        "{v}"
+    );
+    let v = bench_json(&[
+        "connections",
+        "--protocol",
+        "broadcast",
+        "--url",
+        &url,
+        "--connections",
+        "5",
+        "--hold",
+        "100ms",
+    ])
+    .await;
+    assert_eq!((count(&v, "opened"), count(&v, "failed")), (5, 0), "{v}");
+}

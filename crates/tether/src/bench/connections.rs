@@ -58,11 +58,9 @@ async fn hold(
         }
         tokio::select! {
             msg = conn.ws.next() => match msg {
-                Some(Ok(Message::Text(text))) => {
-                    if parse(text.as_str()).is_some_and(|f| f.kind == "pong") {
-                        held.pongs += 1;
-                        Counters::add(&c.pongs, 1);
-                    }
+                Some(Ok(m)) if conn.is_pong(&m) => {
+                    held.pongs += 1;
+                    Counters::add(&c.pongs, 1);
                 }
                 Some(Ok(Message::Close(f))) => {
                     break Some(format!("the gateway closed the connection ({})", close_reason(f)))
@@ -72,8 +70,7 @@ async fn hold(
                 None => break Some("the gateway closed the connection".to_owned()),
             },
             () = tokio::time::sleep_until(next_ping.into()) => {
-                let frame = format!(r#"{{"type":"ping","id":"p{}"}}"#, held.pings);
-                if let Err(e) = conn.ws.send(Message::text(frame)).await {
+                if let Err(e) = conn.ws.send(conn.ping_message(held.pings)).await {
                     break Some(format!("ping failed: {e}"));
                 }
                 held.pings += 1;

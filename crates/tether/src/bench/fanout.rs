@@ -12,9 +12,10 @@ use futures_util::{FutureExt, SinkExt};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use super::cpu::measure_cpu;
 use super::frame::{parse, scan_event};
 use super::net::{close_reason, connect, next_text, ping, Conn, CONNECT_CONCURRENCY, CONNECT_TIMEOUT};
-use super::plan::Plan;
+use super::plan::{Plan, Protocol};
 use super::publish::{open_publishers, run_publishers, Spec, Timing};
 use super::report::Report;
 use super::rss::measure_rss;
@@ -190,8 +191,11 @@ async fn subscriber(
     }
 }
 
-/// The `fanout` scenario.
+/// The `fanout` scenario (against a peer: [`super::peer`]).
 pub(super) async fn run(plan: &Plan, shared: &Arc<Shared>) -> anyhow::Result<Report> {
+    if plan.protocol != Protocol::Tether {
+        return super::peer::run(plan, shared).await;
+    }
     let channel = format!("bench-{}", plan.run_id);
     let open = async {
         let subs: Vec<(Conn, u64)> = stream::iter(0..plan.subscribers)
@@ -242,28 +246,38 @@ pub(super) async fn run(plan: &Plan, shared: &Arc<Shared>) -> anyhow::Result<Rep
         pad: pad.clone(),
         own_channel: false,
     };
-    let outcomes = match run_publishers(pubs, spec, shared, timing).await {
-        Ok(o) => o,
-        Err(e) => {
+    let measured = measure_cpu(plan, async {
+        let outcomes = match run_publishers(pubs, spec, shared, timing).await {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = phase_tx.send(Phase::Stop);
+                return Err(e);
+            }
+        };
+        // Every acked publish is on the channel by now; wait for the subscribers
+        // to receive up to the last one, for DRAIN_LIMIT at most.
+        let last_seq = outcomes.iter().map(|o| o.max_seq).max().unwrap_or(0).max(first_seq);
+        let _ = phase_tx.send(Phase::Drain(last_seq));
+        let stopper = tokio::spawn(async move {
+            tokio::time::sleep(DRAIN_LIMIT).await;
             let _ = phase_tx.send(Phase::Stop);
-            return Err(e);
+        });
+        let mut seen = Vec::with_capacity(readers.len());
+        for reader in readers {
+            seen.push(reader.await.context("a subscriber task failed")?);
         }
-    };
-    // Every acked publish is on the channel by now; wait for the subscribers
-    // to receive up to the last one, for DRAIN_LIMIT at most.
-    let last_seq = outcomes.iter().map(|o| o.max_seq).max().unwrap_or(0).max(first_seq);
-    let _ = phase_tx.send(Phase::Drain(last_seq));
-    let stopper = tokio::spawn(async move {
-        tokio::time::sleep(DRAIN_LIMIT).await;
-        let _ = phase_tx.send(Phase::Stop);
-    });
+        stopper.abort();
+        Ok((outcomes, last_seq, seen))
+    })
+    .await?;
+    let ((outcomes, last_seq, seen), cpu) = measured;
     let mut report = Report {
         rss,
+        cpu,
         ..Report::default()
     };
     let mut last_delivery = None;
-    for reader in readers {
-        let mut seen = reader.await.context("a subscriber task failed")?;
+    for mut seen in seen {
         seen.tracker.finish(last_seq);
         report.deliveries += seen.tracker.received();
         report.expected_deliveries += last_seq.saturating_sub(seen.start_seq);
@@ -272,7 +286,6 @@ pub(super) async fn run(plan: &Plan, shared: &Arc<Shared>) -> anyhow::Result<Rep
         report.reordered += seen.tracker.reordered();
         last_delivery = last_delivery.max(seen.last_delivery);
     }
-    stopper.abort();
     let mut last_ack = None;
     for o in &outcomes {
         report.sent += o.sent;

@@ -37,9 +37,11 @@
 //! progress line), and one module per scenario.
 
 mod connections;
+mod cpu;
 mod fanout;
 mod frame;
 mod net;
+mod peer;
 mod plan;
 mod publish;
 mod report;

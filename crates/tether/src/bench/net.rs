@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::frame::parse;
-use super::plan::Plan;
+use super::plan::{Plan, Protocol};
 use crate::cli::UsageError;
 
 /// Longest a connect (TCP, upgrade, `welcome`) or a subscribe may take.
@@ -117,15 +117,46 @@ pub(super) fn raise_open_files_limit() -> (u64, u64) {
     rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((u64::MAX, u64::MAX))
 }
 
-/// An open connection whose `welcome` has been read.
+/// How a connection shows it is alive, by protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keepalive {
+    /// The protocol's `{"type":"ping"}`, answered by `pong`.
+    Tether,
+    /// A WebSocket ping frame, answered by a pong frame (plain broadcast servers).
+    WsPing,
+    /// `{"event":"pusher:ping"}`, answered by `pusher:pong`.
+    Pusher,
+}
+
+/// An open connection whose greeting (`welcome`, `pusher:connection_established`) has been read.
 pub(crate) struct Conn {
     pub ws: Ws,
-    /// How often to send a WebSocket ping when otherwise silent (half the
-    /// gateway's heartbeat interval), so that it never closes us with 4008.
+    /// How often to send a ping when otherwise silent (half the server's
+    /// heartbeat interval or activity timeout), so that it never closes us.
     pub ping_every: Duration,
+    pub keepalive: Keepalive,
 }
 
 impl Conn {
+    /// The application-level ping to send as the `n`th.
+    pub(super) fn ping_message(&self, n: u64) -> Message {
+        match self.keepalive {
+            Keepalive::Tether => Message::text(format!(r#"{{"type":"ping","id":"p{n}"}}"#)),
+            Keepalive::WsPing => Message::Ping(Default::default()),
+            Keepalive::Pusher => Message::text(r#"{"event":"pusher:ping","data":{}}"#),
+        }
+    }
+
+    /// Whether `msg` answers one of [`Conn::ping_message`]'s pings.
+    pub(super) fn is_pong(&self, msg: &Message) -> bool {
+        match (self.keepalive, msg) {
+            (Keepalive::Tether, Message::Text(t)) => parse(t.as_str()).is_some_and(|f| f.kind == "pong"),
+            (Keepalive::WsPing, Message::Pong(_)) => true,
+            (Keepalive::Pusher, Message::Text(t)) => t.as_str().contains("\"pusher:pong\""),
+            _ => false,
+        }
+    }
+
     /// The next text frame that arrives before `wake`, or `None` when `wake`
     /// passed or a non-text frame came (the caller recomputes its deadline and
     /// asks again). Pings when one is due since `last_write`. A close or a
@@ -175,7 +206,17 @@ pub(crate) async fn connect_from(
     source: Option<Ipv4Addr>,
     read_buffer: usize,
 ) -> anyhow::Result<Conn> {
-    let url = &plan.url;
+    let pusher_url;
+    let url = match &plan.protocol {
+        Protocol::Pusher(app) => {
+            pusher_url = format!(
+                "{}/app/{}?protocol=7&client=tether-bench&version=1.0",
+                plan.url, app.key
+            );
+            &pusher_url
+        }
+        _ => &plan.url,
+    };
     let mut request = url
         .as_str()
         .into_client_request()
@@ -215,9 +256,26 @@ pub(crate) async fn connect_from(
         .await
         .map_err(|_| anyhow!("{who}: no connection to {url} within {CONNECT_TIMEOUT:?}"))?
         .map_err(|e| anyhow!("{who}: cannot connect to {url}: {e}"))?;
+    if plan.protocol == Protocol::Broadcast {
+        // No greeting; a ping every 15 s keeps idle-timeouts away.
+        return Ok(Conn {
+            ws,
+            ping_every: Duration::from_secs(15),
+            keepalive: Keepalive::WsPing,
+        });
+    }
     let text = tokio::time::timeout(CONNECT_TIMEOUT, next_text(&mut ws, who))
         .await
-        .map_err(|_| anyhow!("{who}: no welcome from {url} within {CONNECT_TIMEOUT:?}"))??;
+        .map_err(|_| anyhow!("{who}: no greeting from {url} within {CONNECT_TIMEOUT:?}"))??;
+    if let Protocol::Pusher(_) = plan.protocol {
+        let timeout = pusher_established(&text)
+            .ok_or_else(|| anyhow!("{who}: expected pusher:connection_established first, got {text}"))?;
+        return Ok(Conn {
+            ws,
+            ping_every: Duration::from_secs(timeout.max(2)) / 2,
+            keepalive: Keepalive::Pusher,
+        });
+    }
     let frame = parse(&text).ok_or_else(|| anyhow!("{who}: the first frame is not JSON: {text}"))?;
     if frame.kind != "welcome" {
         bail!("{who}: expected a welcome frame first, got {text}");
@@ -226,7 +284,27 @@ pub(crate) async fn connect_from(
     Ok(Conn {
         ws,
         ping_every: heartbeat / 2,
+        keepalive: Keepalive::Tether,
     })
+}
+
+/// The activity timeout (s) of a `pusher:connection_established` frame
+/// (`data` is a JSON string holding `socket_id` and `activity_timeout`), or
+/// None when `text` is not one.
+fn pusher_established(text: &str) -> Option<u64> {
+    let frame: serde_json::Value = serde_json::from_str(text).ok()?;
+    if frame.get("event")?.as_str()? != "pusher:connection_established" {
+        return None;
+    }
+    let data: serde_json::Value = match frame.get("data")? {
+        serde_json::Value::String(s) => serde_json::from_str(s).ok()?,
+        other => other.clone(),
+    };
+    Some(
+        data.get("activity_timeout")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(120),
+    )
 }
 
 /// The next text frame; a close or a read error is an error naming `who`.
@@ -271,6 +349,18 @@ pub(crate) async fn ping(ws: &mut Ws) -> Result<(), tokio_tungstenite::tungsteni
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pusher_greeting() {
+        let established =
+            r#"{"event":"pusher:connection_established","data":"{\"socket_id\":\"1.2\",\"activity_timeout\":30}"}"#;
+        assert_eq!(pusher_established(established), Some(30));
+        assert_eq!(
+            pusher_established(r#"{"event":"pusher:error","data":{"code":4001}}"#),
+            None
+        );
+        assert_eq!(pusher_established("not json"), None);
+    }
 
     #[test]
     fn source_addresses_cover_the_connections() {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::net::{raise_open_files_limit, source_addresses, CONNECT_TIMEOUT};
 use super::rss::vm_rss_kib;
 use super::DRAIN_LIMIT;
-use crate::cli::{BenchArgs, BenchCommonArgs, BenchLoadArgs, BenchScenario, UsageError};
+use crate::cli::{BenchArgs, BenchCommonArgs, BenchLoadArgs, BenchPeerArgs, BenchProtocol, BenchScenario, UsageError};
 
 /// File descriptors kept free for the runtime, stdio and the like.
 const SPARE_FILES: u64 = 64;
@@ -42,10 +42,49 @@ impl Scenario {
     }
 }
 
+/// The server's protocol (see [`BenchProtocol`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protocol {
+    Tether,
+    Broadcast,
+    Pusher(PusherApp),
+}
+
+/// A Pusher app's credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PusherApp {
+    pub id: String,
+    pub key: String,
+    pub secret: String,
+}
+
+impl Protocol {
+    fn from_args(a: BenchPeerArgs) -> Protocol {
+        match a.protocol {
+            BenchProtocol::Tether => Protocol::Tether,
+            BenchProtocol::Broadcast => Protocol::Broadcast,
+            BenchProtocol::Pusher => Protocol::Pusher(PusherApp {
+                id: a.pusher_app_id,
+                key: a.pusher_key,
+                secret: a.pusher_secret,
+            }),
+        }
+    }
+
+    pub(super) fn name(&self) -> &'static str {
+        match self {
+            Protocol::Tether => "tether",
+            Protocol::Broadcast => "broadcast",
+            Protocol::Pusher(_) => "pusher",
+        }
+    }
+}
+
 /// A validated `tether bench` invocation.
 #[derive(Debug)]
 pub struct Plan {
     pub scenario: Scenario,
+    pub protocol: Protocol,
     pub url: String,
     pub token: Option<String>,
     /// 0 for `connections` and `rpc`.
@@ -89,6 +128,7 @@ impl Plan {
     fn empty(scenario: Scenario) -> Plan {
         Plan {
             scenario,
+            protocol: Protocol::Tether,
             url: String::new(),
             token: None,
             publishers: 0,
@@ -146,7 +186,12 @@ impl Plan {
                         )));
                     }
                 }
+                let protocol = Protocol::from_args(a.peer);
+                if protocol != Protocol::Tether && a.publishers != 1 {
+                    return usage("--publishers must be 1 with --protocol broadcast or pusher (one seq stream)");
+                }
                 let plan = Plan {
+                    protocol,
                     publishers: a.publishers,
                     subscribers: a.subscribers,
                     window: a.window,
@@ -163,6 +208,7 @@ impl Plan {
                     return usage("--hold must be at most 24h");
                 }
                 let plan = Plan {
+                    protocol: Protocol::from_args(a.peer),
                     idle: a.connections,
                     hold: a.hold,
                     ..Plan::empty(Scenario::Connections)
@@ -194,7 +240,16 @@ impl Plan {
             server_pid,
             json,
         } = common;
-        let url = crate::client::ws_url(&url).map_err(|e| UsageError(e.to_string()))?;
+        let url = match plan.protocol {
+            Protocol::Tether => crate::client::ws_url(&url).map_err(|e| UsageError(e.to_string()))?,
+            _ if url.starts_with("ws://") => url.trim_end_matches('/').to_owned(),
+            _ => {
+                return Err(UsageError(format!(
+                    "--protocol {} needs a ws:// --url, not {url}",
+                    plan.protocol.name()
+                )))
+            }
+        };
         if url.starts_with("wss://") {
             return usage(
                 "tether bench speaks plain ws:// only (run it on the gateway's machine, against a ws:// listener)",

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::plan::{Plan, Scenario};
+use super::cpu::Cpu;
+use super::plan::{Plan, Protocol, Scenario};
 use super::rss::Rss;
 use super::shared::Shared;
 use super::stats::{Counters, Percentiles};
@@ -66,6 +67,8 @@ pub(crate) struct Report {
     pub closed: u64,
     pub latency: Percentiles,
     pub rss: Option<Rss>,
+    /// Fan-out: the server's CPU time from the first publish to the last delivery.
+    pub cpu: Option<Cpu>,
     /// Connections: the gateway's RSS at the end of the hold, in KiB.
     pub rss_held_kib: Option<u64>,
 }
@@ -180,6 +183,17 @@ impl Report {
                 "max": l.max,
             });
         }
+        if plan.scenario == Scenario::Fanout {
+            v["protocol"] = json!(plan.protocol.name());
+        }
+        v["server_cpu"] = match &self.cpu {
+            None => Value::Null,
+            Some(c) => json!({
+                "user_s": c.user_seconds(),
+                "system_s": c.system_seconds(),
+                "us_per_delivery": c.us_per(self.deliveries).map(|x| (x * 100.0).round() / 100.0),
+            }),
+        };
         v["server_rss"] = match &self.rss {
             None => Value::Null,
             Some(r) => {
@@ -376,8 +390,30 @@ impl Report {
                 ),
             ));
         }
+        if let Some(c) = &self.cpu {
+            let per = c
+                .us_per(self.deliveries)
+                .map_or_else(|| "no deliveries".to_owned(), |us| format!("{us:.2} µs per delivery"));
+            rows.push((
+                "server CPU".into(),
+                format!(
+                    "{:.2} s user + {:.2} s system: {per}",
+                    c.user_seconds(),
+                    c.system_seconds()
+                ),
+            ));
+        }
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-        let mut out = format!("tether bench {} against {}\n", plan.scenario.name(), plan.url);
+        let mut out = format!(
+            "tether bench {} against {}{}\n",
+            plan.scenario.name(),
+            plan.url,
+            if plan.protocol == Protocol::Tether {
+                String::new()
+            } else {
+                format!(" ({} protocol)", plan.protocol.name())
+            }
+        );
         for (k, v) in rows {
             out.push_str(&format!("  {k:<width$}  {v}\n"));
         }
