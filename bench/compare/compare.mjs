@@ -392,6 +392,8 @@ function render(workloads, servers, results) {
     }
   }
   lines.push("");
+  lines.push(...goals(results));
+  lines.push("");
   lines.push("Servers:");
   for (const s of servers) lines.push(`- ${SERVER_DEFS[s].title}: \`${SERVER_DEFS[s].command()}\``);
   lines.push("");
@@ -400,6 +402,42 @@ function render(workloads, servers, results) {
   lines.push("");
   lines.push(`Regenerate: \`node bench/compare/compare.mjs\` (${String(RUNS)} runs; \`--no-write\` prints only).`);
   return lines.join("\n");
+}
+
+/** The issue's goals, each with Tether's figure, the better peer's and the ratio. */
+function goals(results) {
+  const m = (w, s) => results[w]?.[s]?.median;
+  const peers = ["node-ws", "sockudo"].filter((s) => SERVERS.includes(s));
+  const best = (w, k, higher) => {
+    const xs = peers.map((s) => m(w, s)?.[k]).filter((x) => x !== undefined);
+    if (xs.length === 0) return undefined;
+    return higher ? Math.max(...xs) : Math.min(...xs);
+  };
+  const rows = [];
+  const row = (goal, tether, peer, ratio, met) =>
+    rows.push(`| ${goal} | ${tether ?? "–"} | ${peer ?? "–"} | ${ratio ?? "–"} | ${met === undefined ? "–" : met ? "met" : "**missed**"} |`);
+  for (const w of ["fanout-1000", "fanout-5000"]) {
+    const t = m(w, "tether")?.deliveries_per_s;
+    const p = best(w, "deliveries_per_s", true);
+    const subs = w === "fanout-1000" ? "1,000" : "5,000";
+    row(`fan-out deliveries/s ≥ 2.5× the better peer, ${subs} subscribers`, t && fmt.deliveries_per_s(t), p && fmt.deliveries_per_s(p), t && p ? `${(t / p).toFixed(2)}×` : undefined, t && p ? t >= 2.5 * p : undefined);
+    const c = m(w, "tether")?.cpu_us_per_delivery;
+    const pc = best(w, "cpu_us_per_delivery", false);
+    row(`≤ 5 µs of server CPU per delivery, ${subs} subscribers`, c && fmt.cpu_us_per_delivery(c), pc && fmt.cpu_us_per_delivery(pc), c && pc ? `${(pc / c).toFixed(2)}× less` : undefined, c === undefined ? undefined : c <= 5);
+  }
+  const l = m("latency-1000x10", "tether")?.p99_ms;
+  const pl = best("latency-1000x10", "p99_ms", false);
+  row("p99 delivery latency ≤ 8 ms, 1,000 subscribers × 10 msg/s", l && fmt.p99_ms(l), pl && fmt.p99_ms(pl), l && pl ? `${(pl / l).toFixed(2)}× lower` : undefined, l === undefined ? undefined : l <= 8);
+  const k = m("idle-19000", "tether")?.kib_per_connection;
+  const pk = best("idle-19000", "kib_per_connection", false);
+  row("≤ 4 KiB RSS per idle connection at 19,000", k && fmt.kib_per_connection(k), pk && fmt.kib_per_connection(pk), k && pk ? `${(pk / k).toFixed(2)}× less` : undefined, k === undefined ? undefined : k <= 4);
+  const a = m("publish-16", "tether")?.acks_per_s;
+  row("≥ 50,000 durable publishes acknowledged/s, 16 publishers", a && fmt.acks_per_s(a), "(no durable acks)", undefined, a === undefined ? undefined : a >= 50_000);
+  let lost = 0;
+  let dup = 0;
+  for (const byServer of Object.values(results)) for (const { runs } of Object.values(byServer)) for (const f of runs) { lost += f.lost; dup += f.duplicates; }
+  row("zero lost and zero duplicated messages in every run", `${String(lost)} lost, ${String(dup)} duplicated (all servers, all runs)`, undefined, undefined, lost === 0 && dup === 0);
+  return ["| goal | Tether | better peer | ratio | |", "| --- | ---: | ---: | ---: | --- |", ...rows];
 }
 
 function writeDoc(markdown) {
