@@ -82,7 +82,10 @@ function pinned(core, cmd, cmdArgs) {
   return taskset ? ["taskset", ["-c", String(core), cmd, ...cmdArgs]] : [cmd, cmdArgs];
 }
 
-/** Starts a server and resolves once `ready(line)` matches a line of its output. */
+/**
+ * Starts a server and resolves once `ready(line)` returns its URL for a line
+ * of its output, or (with `options.port`) once that port accepts connections.
+ */
 function startServer(name, cmd, cmdArgs, ready, options = {}) {
   const [c, a] = pinned(0, cmd, cmdArgs);
   const proc = spawn(c, a, { stdio: ["ignore", "pipe", "pipe"], ...options });
@@ -103,6 +106,15 @@ function startServer(name, cmd, cmdArgs, ready, options = {}) {
     };
     createInterface({ input: proc.stdout }).on("line", onLine);
     createInterface({ input: proc.stderr }).on("line", onLine);
+    if (options.port !== undefined) {
+      waitForPort(options.port).then(
+        () => {
+          clearTimeout(timer);
+          resolve({ proc, url: `ws://127.0.0.1:${String(options.port)}`, lines });
+        },
+        () => undefined,
+      );
+    }
     proc.once("exit", (code) => {
       clearTimeout(timer);
       reject(new Error(`${name} exited (${String(code)}) before it was ready:\n${lines.slice(-20).join("\n")}`));
@@ -211,11 +223,11 @@ const SERVER_DEFS = {
       };
       const file = join(dir, "config.json");
       writeFileSync(file, JSON.stringify(config, null, 2));
-      const server = await startServer("sockudo", sockudoBin(), ["--config", file], (line) => (/listening|started|Server running|0\.0\.0\.0|127\.0\.0\.1:\d+/i.test(line) ? `ws://127.0.0.1:${String(port)}` : null), {
+      const server = await startServer("sockudo", sockudoBin(), ["--config", file], () => null, {
         cwd: dir,
         env: { ...process.env, RUST_LOG: "warn" },
+        port,
       });
-      await waitForPort(port);
       server.cleanup = () => rmSync(dir, { recursive: true, force: true });
       return server;
     },
@@ -237,7 +249,7 @@ function readWsVersion() {
 
 async function waitForPort(port) {
   const { connect } = await import("node:net");
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < 600; i++) {
     const ok = await new Promise((resolve) => {
       const s = connect(port, "127.0.0.1", () => {
         s.end();

@@ -187,12 +187,30 @@ async fn subscriber(
     Seen { tracker, last_delivery }
 }
 
-/// Signs and sends Pusher `POST /apps/<id>/events` requests on one keep-alive connection.
+/// An HTTP/1.1 connection's request handle.
+type HttpSender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// Signs and sends Pusher `POST /apps/<id>/events` requests, one at a time on
+/// a keep-alive connection (a new one when the server closed it).
 struct PusherPublisher {
     app: PusherApp,
     channel: String,
     host: String,
-    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    sender: HttpSender,
+}
+
+/// Opens an HTTP/1.1 connection to `host`.
+async fn http_connect(host: &str) -> anyhow::Result<HttpSender> {
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(host))
+        .await
+        .map_err(|_| anyhow!("publisher: no connection to {host} within {CONNECT_TIMEOUT:?}"))?
+        .with_context(|| format!("publisher: cannot connect to {host}"))?;
+    tcp.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .context("publisher: HTTP handshake failed")?;
+    tokio::spawn(connection);
+    Ok(sender)
 }
 
 impl PusherPublisher {
@@ -204,15 +222,7 @@ impl PusherPublisher {
             .next()
             .unwrap_or_default()
             .to_owned();
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&host))
-            .await
-            .map_err(|_| anyhow!("publisher: no connection to {host} within {CONNECT_TIMEOUT:?}"))?
-            .with_context(|| format!("publisher: cannot connect to {host}"))?;
-        tcp.set_nodelay(true)?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .context("publisher: HTTP handshake failed")?;
-        tokio::spawn(connection);
+        let sender = http_connect(&host).await?;
         Ok(PusherPublisher {
             app: app.clone(),
             channel: channel.to_owned(),
@@ -231,10 +241,10 @@ impl PusherPublisher {
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .context("publisher: building the request")?;
-        self.sender
-            .ready()
-            .await
-            .context("publisher: the HTTP connection closed")?;
+        if self.sender.ready().await.is_err() {
+            // The server closed the idle connection: open another.
+            self.sender = http_connect(&self.host).await?;
+        }
         let response = self
             .sender
             .send_request(request)
