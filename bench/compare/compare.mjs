@@ -43,6 +43,10 @@ const option = (name, fallback) => {
   return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback;
 };
 const SMOKE = flag("--smoke");
+/** Re-render the report from a saved run (`--from FILE`) instead of running. */
+const FROM = option("--from", null);
+/** Where each full run saves its raw results (for --from). */
+const SAVED = join(REPO, "target", "compare-results.json");
 const WRITE = !SMOKE && !flag("--no-write");
 const RUNS = Number(option("--runs", SMOKE ? "1" : "3"));
 const SERVERS = option("--servers", SMOKE ? "tether,node-ws" : "tether,node-ws,sockudo").split(",");
@@ -305,6 +309,13 @@ function median(xs) {
 }
 
 async function main() {
+  if (FROM !== null) {
+    const saved = JSON.parse(readFileSync(FROM, "utf8"));
+    const markdown = render(WORKLOADS.filter((w) => saved.results[w.id] !== undefined), saved.servers, saved.results, saved.machine, saved.date);
+    console.log(markdown);
+    if (WRITE) writeDoc(markdown);
+    return;
+  }
   const servers = SERVERS.filter((s) => SERVER_DEFS[s] !== undefined);
   for (const s of SERVERS) if (SERVER_DEFS[s] === undefined) throw new Error(`unknown server ${s} (tether, node-ws, sockudo)`);
   for (const s of servers) SERVER_DEFS[s].prepare();
@@ -336,7 +347,11 @@ async function main() {
       results[w.id][s] = { runs, median: med };
     }
   }
-  const markdown = render(workloads, servers, results);
+  if (!SMOKE) {
+    writeFileSync(SAVED, JSON.stringify({ date: today(), machine: machine(), servers, results }, null, 1));
+    console.error(`[compare] raw results in ${SAVED} (re-render with --from ${SAVED})`);
+  }
+  const markdown = render(workloads, servers, results, machine(), today());
   console.log(markdown);
   if (SMOKE) check(results);
   if (WRITE) writeDoc(markdown);
@@ -388,9 +403,14 @@ function machine() {
   return `${c[0]?.model ?? "?"}, ${String(c.length)} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; Node ${process.version}; ${taskset ? "server on core 0, load on core 1 (taskset)" : "not pinned (no taskset or one core)"}`;
 }
 
-function render(workloads, servers, results) {
+function today() {
+  return new Date().toISOString().slice(0, 10);
+}
+
+function render(workloads, servers, results, machineLine, date) {
+  const runs = Math.max(...Object.values(results).flatMap((byServer) => Object.values(byServer).map((r) => r.runs.length)));
   const lines = [];
-  lines.push(`Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}; median of ${String(RUNS)} run(s), each against a freshly started server.`);
+  lines.push(`Measured ${date} on ${machineLine}; median of ${String(runs)} run(s), each against a freshly started server.`);
   lines.push("");
   lines.push("| workload | server | " + COLUMNS.map(([, h]) => h).join(" | ") + " | lost / dup |");
   lines.push("| --- | --- | " + COLUMNS.map(() => "---:").join(" | ") + " | ---: |");
@@ -404,7 +424,7 @@ function render(workloads, servers, results) {
     }
   }
   lines.push("");
-  lines.push(...goals(results));
+  lines.push(...goals(results, servers));
   lines.push("");
   lines.push("Servers:");
   for (const s of servers) lines.push(`- ${SERVER_DEFS[s].title}: \`${SERVER_DEFS[s].command()}\``);
@@ -412,14 +432,19 @@ function render(workloads, servers, results) {
   lines.push("Workloads (`tether bench … --json --server-pid <server>`; `--protocol broadcast` for Node ws, `--protocol pusher` for sockudo):");
   for (const w of workloads) lines.push(`- ${w.label}: \`tether bench ${w.bench.join(" ")}\``);
   lines.push("");
-  lines.push(`Regenerate: \`node bench/compare/compare.mjs\` (${String(RUNS)} runs; \`--no-write\` prints only).`);
+  lines.push(`Regenerate: \`bash bench/compare/run.sh\` (${String(runs)} runs; \`--no-write\` prints only).`);
   return lines.join("\n");
 }
 
+/** "3.20× less" when ours is smaller than the peer's, else "1.44× more" (with `less`/`more` words given). */
+function smaller(peer, ours, less = "less", more = "more") {
+  return peer >= ours ? `${(peer / ours).toFixed(2)}× ${less}` : `${(ours / peer).toFixed(2)}× ${more}`;
+}
+
 /** The issue's goals, each with Tether's figure, the better peer's and the ratio. */
-function goals(results) {
+function goals(results, servers) {
   const m = (w, s) => results[w]?.[s]?.median;
-  const peers = ["node-ws", "sockudo"].filter((s) => SERVERS.includes(s));
+  const peers = ["node-ws", "sockudo"].filter((s) => servers.includes(s));
   const best = (w, k, higher) => {
     const xs = peers.map((s) => m(w, s)?.[k]).filter((x) => x !== undefined);
     if (xs.length === 0) return undefined;
@@ -435,20 +460,25 @@ function goals(results) {
     row(`fan-out deliveries/s ≥ 2.5× the better peer, ${subs} subscribers`, t && fmt.deliveries_per_s(t), p && fmt.deliveries_per_s(p), t && p ? `${(t / p).toFixed(2)}×` : undefined, t && p ? t >= 2.5 * p : undefined);
     const c = m(w, "tether")?.cpu_us_per_delivery;
     const pc = best(w, "cpu_us_per_delivery", false);
-    row(`≤ 5 µs of server CPU per delivery, ${subs} subscribers`, c && fmt.cpu_us_per_delivery(c), pc && fmt.cpu_us_per_delivery(pc), c && pc ? `${(pc / c).toFixed(2)}× less` : undefined, c === undefined ? undefined : c <= 5);
+    row(`≤ 5 µs of server CPU per delivery, ${subs} subscribers`, c && fmt.cpu_us_per_delivery(c), pc && fmt.cpu_us_per_delivery(pc), c && pc ? smaller(pc, c) : undefined, c === undefined ? undefined : c <= 5);
   }
   const l = m("latency-1000x10", "tether")?.p99_ms;
   const pl = best("latency-1000x10", "p99_ms", false);
-  row("p99 delivery latency ≤ 8 ms, 1,000 subscribers × 10 msg/s", l && fmt.p99_ms(l), pl && fmt.p99_ms(pl), l && pl ? `${(pl / l).toFixed(2)}× lower` : undefined, l === undefined ? undefined : l <= 8);
+  row("p99 delivery latency ≤ 8 ms, 1,000 subscribers × 10 msg/s", l && fmt.p99_ms(l), pl && fmt.p99_ms(pl), l && pl ? smaller(pl, l, "lower", "higher") : undefined, l === undefined ? undefined : l <= 8);
   const k = m("idle-19000", "tether")?.kib_per_connection;
   const pk = best("idle-19000", "kib_per_connection", false);
-  row("≤ 4 KiB RSS per idle connection at 19,000", k && fmt.kib_per_connection(k), pk && fmt.kib_per_connection(pk), k && pk ? `${(pk / k).toFixed(2)}× less` : undefined, k === undefined ? undefined : k <= 4);
+  row("≤ 4 KiB RSS per idle connection at 19,000", k && fmt.kib_per_connection(k), pk && fmt.kib_per_connection(pk), k && pk ? smaller(pk, k) : undefined, k === undefined ? undefined : k <= 4);
   const a = m("publish-16", "tether")?.acks_per_s;
   row("≥ 50,000 durable publishes acknowledged/s, 16 publishers", a && fmt.acks_per_s(a), "(no durable acks)", undefined, a === undefined ? undefined : a >= 50_000);
-  let lost = 0;
-  let dup = 0;
-  for (const byServer of Object.values(results)) for (const { runs } of Object.values(byServer)) for (const f of runs) { lost += f.lost; dup += f.duplicates; }
-  row("zero lost and zero duplicated messages in every run", `${String(lost)} lost, ${String(dup)} duplicated (all servers, all runs)`, undefined, undefined, lost === 0 && dup === 0);
+  const tally = (server) => {
+    let lost = 0;
+    let dup = 0;
+    for (const byServer of Object.values(results)) for (const f of byServer[server]?.runs ?? []) { lost += f.lost; dup += f.duplicates; }
+    return { lost, dup };
+  };
+  const t = tally("tether");
+  const peerTallies = peers.map((s) => `${SERVER_DEFS[s].title}: ${String(tally(s).lost)} lost, ${String(tally(s).dup)} duplicated`).join("; ");
+  row("zero lost and zero duplicated messages in every run", `${String(t.lost)} lost, ${String(t.dup)} duplicated (every run)`, peerTallies || undefined, undefined, t.lost === 0 && t.dup === 0);
   return ["| goal | Tether | better peer | ratio | |", "| --- | ---: | ---: | ---: | --- |", ...rows];
 }
 
