@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tether_gateway::connection::outbound::{ConnHandle, Outbound};
+use tether_gateway::connection::outbound::{ConnHandle, OutboundRx};
 use tether_gateway::hub::Hub;
 use tether_gateway::metrics::Metrics;
 use tether_gateway::store::embedded::EmbeddedStore;
-use tokio::sync::mpsc;
 
 /// Events delivered between two drains of the queues.
 const BURST: u64 = 64;
@@ -30,7 +29,7 @@ fn deliver(c: &mut Criterion) {
     let mut g = c.benchmark_group("hub");
     for subscribers in [100u64, 1000, 5000] {
         let hub = Hub::new(store.clone(), metrics.clone());
-        let mut queues: Vec<mpsc::Receiver<Outbound>> = Vec::new();
+        let mut queues: Vec<OutboundRx> = Vec::new();
         for i in 0..subscribers {
             let (conn, rx) = ConnHandle::new(i, format!("s{i}"), BURST as usize * 2, metrics.clone());
             hub.subscribe(&conn, "s", "bench", None).expect("subscribe");

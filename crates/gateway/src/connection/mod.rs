@@ -16,7 +16,6 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tether_protocol::server::Welcome;
 use tether_protocol::{CloseCode, PROTOCOL_VERSION};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -25,7 +24,7 @@ use crate::clock::{now_ms, random_id};
 use crate::handlers::Session;
 use crate::metrics::Sent;
 use crate::state::{Gateway, IpSlot};
-use outbound::{ConnHandle, Outbound};
+use outbound::{ConnHandle, Outbound, OutboundRx};
 
 /// How long the writer tries to deliver a close frame to a peer that is not
 /// reading before it drops the TCP connection.
@@ -230,7 +229,7 @@ impl From<axum::Error> for WriteStop {
 
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Outbound>,
+    mut rx: OutboundRx,
     conn: ConnHandle,
     gw: Arc<Gateway>,
     reader_done: CancellationToken,
@@ -246,7 +245,6 @@ async fn write_loop(
             }
             _ = reader_done.cancelled() => return,
             item = rx.recv() => {
-                let Some(item) = item else { return };
                 let write = async {
                     let mut bytes = write_item(&mut sink, item, &gw).await?;
                     for _ in 1..WRITE_BATCH {

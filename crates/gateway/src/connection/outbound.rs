@@ -5,13 +5,20 @@
 //! queues the frame or, when the queue is full, marks the connection a slow
 //! consumer (close 1013) and drops the frame: one stuck reader can never slow a
 //! publisher or another subscriber.
+//!
+//! The queue is a `VecDeque` behind a mutex that only the connection's writer
+//! and its senders touch, not a tokio channel: a channel allocates a block of
+//! 32 slots when it is made, and most connections are idle, so this one holds
+//! memory only for what is queued (and gives a burst's worth back once it is
+//! drained).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
 use tether_protocol::CloseCode;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use crate::metrics::{Metrics, Sent};
 
@@ -56,31 +63,91 @@ pub struct ConnHandle {
 struct Inner {
     id: u64,
     session: String,
-    tx: mpsc::Sender<Outbound>,
+    queue: Mutex<Queue>,
+    /// Wakes the writer when something was queued (a permit is kept when it is not waiting).
+    queued: Notify,
+    /// Most items queued at once; one more is a slow consumer.
+    capacity: usize,
     /// The close code asked for; 0 while open. The first request wins.
     close_code: AtomicU16,
     close_requested: Notify,
     metrics: Arc<Metrics>,
 }
 
+/// What is queued, and whether the writer is still there to take it.
+struct Queue {
+    items: VecDeque<Outbound>,
+    receiver_gone: bool,
+}
+
+/// Allocated slots an emptied queue keeps; a larger one (after a burst) is freed.
+const KEEP_SLOTS: usize = 16;
+
+impl Inner {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        // No code panics while holding the lock; if one did, the queue is still consistent.
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The writer's end of a connection's queue. Dropping it makes later sends
+/// return [`Enqueue::Closed`] and drops what was queued.
+pub struct OutboundRx {
+    inner: Arc<Inner>,
+}
+
+/// [`OutboundRx::try_recv`] found nothing queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Empty;
+
+impl OutboundRx {
+    /// The next item, waiting for one.
+    pub async fn recv(&mut self) -> Outbound {
+        loop {
+            if let Ok(item) = self.try_recv() {
+                return item;
+            }
+            self.inner.queued.notified().await;
+        }
+    }
+
+    /// The next item if one is queued.
+    pub fn try_recv(&mut self) -> Result<Outbound, Empty> {
+        let mut q = self.inner.queue();
+        let item = q.items.pop_front().ok_or(Empty)?;
+        if q.items.is_empty() && q.items.capacity() > KEEP_SLOTS {
+            q.items = VecDeque::new();
+        }
+        Ok(item)
+    }
+}
+
+impl Drop for OutboundRx {
+    fn drop(&mut self) {
+        let mut q = self.inner.queue();
+        q.receiver_gone = true;
+        q.items = VecDeque::new();
+    }
+}
+
 impl ConnHandle {
     /// A handle and the receiving end that the connection's writer drains.
-    pub fn new(
-        id: u64,
-        session: String,
-        capacity: usize,
-        metrics: Arc<Metrics>,
-    ) -> (ConnHandle, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(capacity);
+    pub fn new(id: u64, session: String, capacity: usize, metrics: Arc<Metrics>) -> (ConnHandle, OutboundRx) {
         let inner = Inner {
             id,
             session,
-            tx,
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                receiver_gone: false,
+            }),
+            queued: Notify::new(),
+            capacity: capacity.max(1),
             close_code: AtomicU16::new(0),
             close_requested: Notify::new(),
             metrics,
         };
-        (ConnHandle { inner: Arc::new(inner) }, rx)
+        let inner = Arc::new(inner);
+        (ConnHandle { inner: inner.clone() }, OutboundRx { inner })
     }
 
     /// The process-unique connection number.
@@ -118,17 +185,23 @@ impl ConnHandle {
         if self.close_code().is_some() {
             return Enqueue::Closed;
         }
-        match self.inner.tx.try_send(item) {
-            Ok(()) => Enqueue::Sent,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if self.close(CloseCode::TryAgainLater) {
-                    self.inner.metrics.slow_consumer_closes.inc();
-                    tracing::warn!(session = %self.inner.session, "slow consumer: outbound queue full, closing with 1013");
-                }
-                Enqueue::Slow
+        {
+            let mut q = self.inner.queue();
+            if q.receiver_gone {
+                return Enqueue::Closed;
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Enqueue::Closed,
+            if q.items.len() < self.inner.capacity {
+                q.items.push_back(item);
+                drop(q);
+                self.inner.queued.notify_one();
+                return Enqueue::Sent;
+            }
         }
+        if self.close(CloseCode::TryAgainLater) {
+            self.inner.metrics.slow_consumer_closes.inc();
+            tracing::warn!(session = %self.inner.session, "slow consumer: outbound queue full, closing with 1013");
+        }
+        Enqueue::Slow
     }
 
     /// Asks the connection to close with `code`. Returns whether this call was
@@ -161,5 +234,79 @@ impl ConnHandle {
             }
             notified.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle(capacity: usize) -> (ConnHandle, OutboundRx) {
+        ConnHandle::new(1, "s".into(), capacity, Arc::new(Metrics::new()))
+    }
+
+    fn text(item: Outbound) -> String {
+        match item {
+            Outbound::Frame(f) => f.as_str().to_owned(),
+            Outbound::Replay(r) => format!("replay {}", r.channel),
+        }
+    }
+
+    #[test]
+    fn bounded_in_order_and_a_full_queue_is_a_slow_consumer() {
+        let (conn, mut rx) = handle(2);
+        assert_eq!(conn.send(Sent::Pong, "a"), Enqueue::Sent);
+        assert_eq!(conn.send(Sent::Pong, "b"), Enqueue::Sent);
+        assert_eq!(conn.close_code(), None);
+        assert_eq!(conn.send(Sent::Pong, "c"), Enqueue::Slow);
+        assert_eq!(conn.close_code(), Some(CloseCode::TryAgainLater));
+        // Once a close is asked for, nothing more is queued.
+        assert_eq!(conn.send(Sent::Pong, "d"), Enqueue::Closed);
+        assert_eq!(text(rx.try_recv().expect("a")), "a");
+        assert_eq!(text(rx.try_recv().expect("b")), "b");
+        assert_eq!(rx.try_recv().err(), Some(Empty));
+    }
+
+    #[test]
+    fn without_its_writer_a_connection_takes_nothing() {
+        let (conn, rx) = handle(4);
+        drop(rx);
+        assert_eq!(conn.send(Sent::Pong, "a"), Enqueue::Closed);
+        assert_eq!(conn.close_code(), None, "not a slow consumer");
+    }
+
+    #[test]
+    fn an_idle_queue_holds_no_memory_and_a_drained_burst_gives_it_back() {
+        let (conn, mut rx) = handle(1000);
+        assert_eq!(conn.inner.queue().items.capacity(), 0);
+        for i in 0..200 {
+            conn.send(Sent::Pong, format!("{i}"));
+        }
+        assert!(conn.inner.queue().items.capacity() >= 200);
+        while rx.try_recv().is_ok() {}
+        assert_eq!(conn.inner.queue().items.capacity(), 0);
+        // A small queue keeps its few slots (no allocation churn in steady traffic).
+        conn.send(Sent::Pong, "x");
+        let _ = rx.try_recv();
+        assert!(conn.inner.queue().items.capacity() <= KEEP_SLOTS);
+    }
+
+    #[tokio::test]
+    async fn recv_waits_for_a_send_from_another_task() {
+        let (conn, mut rx) = handle(4);
+        let sender = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            conn.replay(Replay {
+                channel: "c".into(),
+                after: 0,
+                upto: 1,
+                not_before_ms: 0,
+            })
+        });
+        let item = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+            .await
+            .expect("woken");
+        assert_eq!(text(item), "replay c");
+        assert_eq!(sender.await.expect("sender"), Enqueue::Sent);
     }
 }
