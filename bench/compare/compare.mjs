@@ -292,6 +292,7 @@ function figures(r) {
     f.p99_ms = r.latency_us.p99 / 1000;
   }
   if (r.server_cpu?.us_per_delivery != null) f.cpu_us_per_delivery = r.server_cpu.us_per_delivery;
+  if (r.server_cpu?.us_per_ping != null) f.cpu_us_per_ping = r.server_cpu.us_per_ping;
   if (r.server_rss?.held_per_connection_bytes !== undefined) f.kib_per_connection = r.server_rss.held_per_connection_bytes / 1024;
   if (r.scenario === "connections") {
     f.opened = r.opened;
@@ -388,6 +389,7 @@ const fmt = {
   p99_ms: (x) => `${x.toFixed(2)} ms`,
   cpu_us_per_delivery: (x) => `${x.toFixed(2)} µs`,
   kib_per_connection: (x) => `${x.toFixed(2)} KiB`,
+  cpu_us_per_ping: (x) => `${x.toFixed(1)} µs`,
 };
 const COLUMNS = [
   ["deliveries_per_s", "deliveries"],
@@ -396,6 +398,7 @@ const COLUMNS = [
   ["p50_ms", "p50"],
   ["p99_ms", "p99"],
   ["kib_per_connection", "RSS / idle connection"],
+  ["cpu_us_per_ping", "server CPU / ping"],
 ];
 
 function machine() {

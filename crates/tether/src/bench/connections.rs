@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::cpu::measure_cpu;
 use super::frame::parse;
 use super::net::{close_reason, connect_from, Conn, Ws, CONNECT_CONCURRENCY, CONNECT_TIMEOUT};
 use super::plan::Plan;
@@ -201,7 +202,12 @@ pub(super) async fn run(plan: &Plan, shared: &Arc<Shared>) -> anyhow::Result<Rep
         _ => None,
     };
     let _ = shared.started.set(Instant::now());
-    tokio::time::sleep(plan.hold).await;
+    // The server's CPU while it holds the connections: what their pings cost.
+    let ((), cpu) = measure_cpu(plan, async {
+        tokio::time::sleep(plan.hold).await;
+        Ok(())
+    })
+    .await?;
     let rss_held_kib = match plan.server_pid {
         Some(pid) => Some(vm_rss_kib(pid).context("the gateway's memory at the end of the hold")?),
         None => None,
@@ -210,6 +216,7 @@ pub(super) async fn run(plan: &Plan, shared: &Arc<Shared>) -> anyhow::Result<Rep
     let mut report = Report {
         rss,
         rss_held_kib,
+        cpu,
         opened: opened as u64,
         open_failed: Counters::get(&c.connect_failed),
         open_elapsed: last_open - start,

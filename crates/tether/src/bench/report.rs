@@ -188,11 +188,17 @@ impl Report {
         }
         v["server_cpu"] = match &self.cpu {
             None => Value::Null,
-            Some(c) => json!({
-                "user_s": c.user_seconds(),
-                "system_s": c.system_seconds(),
-                "us_per_delivery": c.us_per(self.deliveries).map(|x| (x * 100.0).round() / 100.0),
-            }),
+            Some(c) => {
+                let mut cpu = json!({"user_s": c.user_seconds(), "system_s": c.system_seconds()});
+                let round2 = |x: f64| (x * 100.0).round() / 100.0;
+                if plan.scenario == Scenario::Connections {
+                    // Measured over the hold: the pings answered then.
+                    cpu["us_per_ping"] = json!(c.us_per(self.pongs).map(round2));
+                } else {
+                    cpu["us_per_delivery"] = json!(c.us_per(self.deliveries).map(round2));
+                }
+                cpu
+            }
         };
         v["server_rss"] = match &self.rss {
             None => Value::Null,
@@ -391,9 +397,14 @@ impl Report {
             ));
         }
         if let Some(c) = &self.cpu {
+            let (n, what) = if plan.scenario == Scenario::Connections {
+                (self.pongs, "ping answered while held")
+            } else {
+                (self.deliveries, "delivery")
+            };
             let per = c
-                .us_per(self.deliveries)
-                .map_or_else(|| "no deliveries".to_owned(), |us| format!("{us:.2} µs per delivery"));
+                .us_per(n)
+                .map_or_else(|| format!("no {what}"), |us| format!("{us:.2} µs per {what}"));
             rows.push((
                 "server CPU".into(),
                 format!(
