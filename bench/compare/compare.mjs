@@ -162,8 +162,9 @@ const SERVER_DEFS = {
     title: "Tether",
     protocol: "tether",
     prepare() {
-      if (!existsSync(TETHER_BIN)) {
-        execFileSync("cargo", ["build", ...(SMOKE ? [] : ["--release"]), "-p", "tether"], { cwd: REPO, stdio: "inherit" });
+      // Always (a no-op when up to date), so that a stale binary is never measured.
+      if (process.env.TETHER_BIN === undefined) {
+        execFileSync("cargo", ["build", "--locked", ...(SMOKE ? [] : ["--release"]), "-p", "tether"], { cwd: REPO, stdio: "inherit" });
       }
     },
     async start() {
