@@ -268,7 +268,9 @@ async fn write_loop(
             }
             _ = reader_done.cancelled() => return,
             item = rx.recv() => {
-                let write = async {
+                // Boxed, like the close below: the write's state exists only
+                // while writing, so an idle connection's writer task stays small.
+                let write = Box::pin(async {
                     let mut bytes = write_item(&mut sink, item, &gw).await?;
                     for _ in 1..WRITE_BATCH {
                         match rx.try_recv() {
@@ -278,7 +280,7 @@ async fn write_loop(
                     }
                     sink.flush().await?;
                     Ok::<usize, WriteStop>(bytes)
-                };
+                });
                 tokio::select! {
                     r = write => match r {
                         Ok(bytes) => {
@@ -305,7 +307,7 @@ async fn write_loop(
             code: code.code(),
             reason: code.reason().into(),
         }));
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, async {
             if code != CloseCode::TryAgainLater {
                 while let Ok(item) = rx.try_recv() {
                     write_item(&mut sink, item, &gw).await?;
@@ -315,7 +317,7 @@ async fn write_loop(
             // Give the peer a moment to answer the close before dropping TCP.
             reader_done.cancelled().await;
             Ok::<(), WriteStop>(())
-        })
+        }))
         .await;
         return;
     }
