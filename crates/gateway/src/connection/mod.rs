@@ -95,7 +95,9 @@ pub fn serve(socket: WebSocket, gw: Arc<Gateway>, peer: Peer, slot: IpSlot) -> i
     let (sink, stream) = socket.split();
     let reader_done = CancellationToken::new();
     let writer = tokio::spawn(write_loop(sink, rx, conn.clone(), gw.clone(), reader_done.clone()));
-    let s = Session::new(gw.clone(), conn.clone(), identity);
+    // Boxed: an async fn's arguments are kept twice in its state (as
+    // arguments and as the locals they are moved into).
+    let s = Box::new(Session::new(gw.clone(), conn.clone(), identity));
     Either::Right(read_until_closed(stream, s, gw, conn, writer, reader_done, slot))
 }
 
@@ -103,7 +105,7 @@ pub fn serve(socket: WebSocket, gw: Arc<Gateway>, peer: Peer, slot: IpSlot) -> i
 /// for the writer.
 async fn read_until_closed(
     stream: SplitStream<WebSocket>,
-    mut s: Session,
+    mut s: Box<Session>,
     gw: Arc<Gateway>,
     conn: ConnHandle,
     writer: tokio::task::JoinHandle<()>,
