@@ -362,3 +362,24 @@ async fn a_flooding_client_is_limited_while_a_well_behaved_one_sees_no_errors() 
     assert!(good.pending().iter().all(|v| v["type"] != "error"));
     server.stop().await;
 }
+
+/// A refused connection holds its per-IP slot until its 4001 close is done
+/// (the gateway waits up to a second for the peer's answer): bad tokens cannot
+/// be used to hold more sockets than the cap.
+#[tokio::test]
+async fn a_refused_connection_counts_against_the_per_ip_cap_until_closed() {
+    let server = TestServer::start_with(|c| {
+        c.auth = AuthSettings::Hs256 { secret: SECRET.into() };
+        c.max_connections_per_ip = 1;
+    })
+    .await;
+    // Upgraded, then closed with 4001; not reading, so the close is not answered.
+    let (_refused, _) = tokio_tungstenite::connect_async(format!("{}?access_token=bad", server.ws_url()))
+        .await
+        .expect("the upgrade succeeds before the 4001 close");
+    match tokio_tungstenite::connect_async(format!("{}?access_token=bad", server.ws_url())).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 429),
+        other => panic!("expected HTTP 429 while the first refusal is still closing, got {other:?}"),
+    }
+    server.stop().await;
+}

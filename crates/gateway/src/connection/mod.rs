@@ -66,7 +66,7 @@ pub fn serve(socket: WebSocket, gw: Arc<Gateway>, peer: Peer, slot: IpSlot) -> i
     let identity = match peer.auth {
         PeerAuth::Unchecked { client_id } => Identity::unchecked(client_id.unwrap_or_else(|| session.clone())),
         PeerAuth::Checked(identity) => identity,
-        PeerAuth::Refused(e) => return Either::Left(Box::pin(refuse(socket, gw, peer.addr, e))),
+        PeerAuth::Refused(e) => return Either::Left(Box::pin(refuse(socket, gw, peer.addr, e, slot))),
     };
     let principal = identity.principal.clone();
     let (conn, rx) = ConnHandle::new(
@@ -75,7 +75,8 @@ pub fn serve(socket: WebSocket, gw: Arc<Gateway>, peer: Peer, slot: IpSlot) -> i
         gw.config.outbound_queue,
         gw.metrics.clone(),
     );
-    gw.metrics.connections.inc();
+    let reader_done = CancellationToken::new();
+    let live = Live::new(gw.clone(), &reader_done, slot);
     tracing::info!(session = %session, peer = %peer.addr, principal = %principal, "connection open");
 
     let welcome = Welcome {
@@ -93,12 +94,37 @@ pub fn serve(socket: WebSocket, gw: Arc<Gateway>, peer: Peer, slot: IpSlot) -> i
     );
 
     let (sink, stream) = socket.split();
-    let reader_done = CancellationToken::new();
     let writer = tokio::spawn(write_loop(sink, rx, conn.clone(), gw.clone(), reader_done.clone()));
     // Boxed: an async fn's arguments are kept twice in its state (as
     // arguments and as the locals they are moved into).
     let s = Box::new(Session::new(gw.clone(), conn.clone(), identity));
-    Either::Right(read_until_closed(stream, s, gw, conn, writer, reader_done, slot))
+    Either::Right(read_until_closed(stream, s, gw, conn, writer, reader_done, live))
+}
+
+/// An open connection's bookkeeping that must be undone however its future
+/// ends (even dropped unpolled at shutdown): the connections gauge, the
+/// writer task (it stops once told the reader is done) and the per-IP slot.
+struct Live {
+    gw: Arc<Gateway>,
+    _stop_writer: tokio_util::sync::DropGuard,
+    _slot: IpSlot,
+}
+
+impl Live {
+    fn new(gw: Arc<Gateway>, reader_done: &CancellationToken, slot: IpSlot) -> Live {
+        gw.metrics.connections.inc();
+        Live {
+            gw,
+            _stop_writer: reader_done.clone().drop_guard(),
+            _slot: slot,
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.gw.metrics.connections.dec();
+    }
 }
 
 /// The connection's life after its setup: read until it ends, clean up, wait
@@ -110,7 +136,7 @@ async fn read_until_closed(
     conn: ConnHandle,
     writer: tokio::task::JoinHandle<()>,
     reader_done: CancellationToken,
-    _slot: IpSlot,
+    live: Live,
 ) {
     let reason = read_loop(stream, &mut s, &gw).await;
     // Boxed: the cleanup's state would otherwise be reserved in this
@@ -118,14 +144,16 @@ async fn read_until_closed(
     Box::pin(s.cleanup()).await;
     reader_done.cancel();
     let _ = writer.await;
-    gw.metrics.connections.dec();
+    drop(live);
     let code = conn.close_code().map(|c| c.code());
     tracing::info!(session = %conn.session(), reason = %reason, close_code = ?code, "connection closed");
 }
 
 /// Closes a connection whose token was refused: 4001, or 4003 for a principal
 /// that may not connect at all. No `welcome`.
-async fn refuse(mut socket: WebSocket, gw: Arc<Gateway>, addr: std::net::SocketAddr, e: AuthError) {
+/// `_slot` is held until the close is done, so that refused connections count
+/// against the per-IP cap while they last.
+async fn refuse(mut socket: WebSocket, gw: Arc<Gateway>, addr: std::net::SocketAddr, e: AuthError, _slot: IpSlot) {
     let code = match e {
         AuthError::Invalid(_) => CloseCode::Unauthorized,
         AuthError::Forbidden(_) => CloseCode::Forbidden,

@@ -29,7 +29,7 @@ pub enum Outbound {
     /// Recovered history to stream from the store, in order, before anything
     /// queued after it. Kept as one item so that a long replay costs one slot,
     /// not one per event. Boxed: replays are rare, and a small item keeps the
-    /// queue's preallocated slots (a block of 32 per connection) small.
+    /// queue's slots small.
     Replay(Box<Replay>),
 }
 

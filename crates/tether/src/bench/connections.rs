@@ -19,8 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::cpu::measure_cpu;
-use super::frame::parse;
-use super::net::{close_reason, connect_from, Conn, Ws, CONNECT_CONCURRENCY, CONNECT_TIMEOUT};
+use super::net::{close_reason, connect_from, Conn, Keepalive, Ws, CONNECT_CONCURRENCY, CONNECT_TIMEOUT};
 use super::plan::Plan;
 use super::report::Report;
 use super::rss::{vm_rss_kib, Rss};
@@ -88,7 +87,7 @@ async fn hold(
             Counters::add(&c.disconnects, 1);
             let _ = first_disconnect.set(format!("connection {index}: {why}"));
         }
-        None => held.closed = close(&mut conn.ws, &mut held, c).await,
+        None => held.closed = close(&mut conn.ws, conn.keepalive, &mut held, c).await,
     }
     held
 }
@@ -96,7 +95,7 @@ async fn hold(
 /// Sends a close frame and reads until the gateway's close frame and the end
 /// of the stream (counting the `pong`s still on their way); true when the
 /// gateway answered within [`CONNECT_TIMEOUT`].
-async fn close(ws: &mut Ws, held: &mut Held, c: &Counters) -> bool {
+async fn close(ws: &mut Ws, keepalive: Keepalive, held: &mut Held, c: &Counters) -> bool {
     let handshake = async {
         let frame = CloseFrame {
             code: CloseCode::Normal,
@@ -109,11 +108,9 @@ async fn close(ws: &mut Ws, held: &mut Held, c: &Counters) -> bool {
         loop {
             match ws.next().await {
                 Some(Ok(Message::Close(_))) => answered = true,
-                Some(Ok(Message::Text(text))) => {
-                    if parse(text.as_str()).is_some_and(|f| f.kind == "pong") {
-                        held.pongs += 1;
-                        Counters::add(&c.pongs, 1);
-                    }
+                Some(Ok(m)) if keepalive.answered_by(&m) => {
+                    held.pongs += 1;
+                    Counters::add(&c.pongs, 1);
                 }
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => return answered,

@@ -128,6 +128,18 @@ pub(crate) enum Keepalive {
     Pusher,
 }
 
+impl Keepalive {
+    /// Whether `msg` answers a ping of this kind.
+    pub(super) fn answered_by(self, msg: &Message) -> bool {
+        match (self, msg) {
+            (Keepalive::Tether, Message::Text(t)) => parse(t.as_str()).is_some_and(|f| f.kind == "pong"),
+            (Keepalive::WsPing, Message::Pong(_)) => true,
+            (Keepalive::Pusher, Message::Text(t)) => t.as_str().contains("\"pusher:pong\""),
+            _ => false,
+        }
+    }
+}
+
 /// An open connection whose greeting (`welcome`, `pusher:connection_established`) has been read.
 pub(crate) struct Conn {
     pub ws: Ws,
@@ -149,12 +161,7 @@ impl Conn {
 
     /// Whether `msg` answers one of [`Conn::ping_message`]'s pings.
     pub(super) fn is_pong(&self, msg: &Message) -> bool {
-        match (self.keepalive, msg) {
-            (Keepalive::Tether, Message::Text(t)) => parse(t.as_str()).is_some_and(|f| f.kind == "pong"),
-            (Keepalive::WsPing, Message::Pong(_)) => true,
-            (Keepalive::Pusher, Message::Text(t)) => t.as_str().contains("\"pusher:pong\""),
-            _ => false,
-        }
+        self.keepalive.answered_by(msg)
     }
 
     /// The next text frame that arrives before `wake`, or `None` when `wake`
@@ -272,7 +279,9 @@ pub(crate) async fn connect_from(
             .ok_or_else(|| anyhow!("{who}: expected pusher:connection_established first, got {text}"))?;
         return Ok(Conn {
             ws,
-            ping_every: Duration::from_secs(timeout.max(2)) / 2,
+            // Half the activity timeout, but no less often than the other
+            // protocols (every 15 s), so that CPU per ping compares.
+            ping_every: (Duration::from_secs(timeout.max(2)) / 2).min(Duration::from_secs(15)),
             keepalive: Keepalive::Pusher,
         });
     }

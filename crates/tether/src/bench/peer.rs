@@ -155,11 +155,17 @@ async fn subscriber(
         }
         let ended = tokio::select! {
             msg = conn.ws.next() => {
-                let now = Instant::now();
+                // One clock reading per wake-up and per 32 frames, as on Tether.
+                let mut now = Instant::now();
                 let mut ended = on_message(msg, now, &mut samples);
+                let mut handled = 1;
                 while ended.is_none() {
                     let Some(msg) = conn.ws.next().now_or_never() else { break };
+                    if handled % 32 == 0 {
+                        now = Instant::now();
+                    }
                     ended = on_message(msg, now, &mut samples);
+                    handled += 1;
                 }
                 if samples.len() >= 128 {
                     shared.latency.record_all(index, &samples);
@@ -172,7 +178,10 @@ async fn subscriber(
                 pinger.as_mut().reset((Instant::now() + conn.ping_every).into());
                 pings += 1;
                 let ping = conn.ping_message(pings);
-                conn.ws.send(ping).await.err().map(|e| format!("ping failed: {e}"))
+                match tokio::time::timeout(CONNECT_TIMEOUT, conn.ws.send(ping)).await {
+                    Ok(sent) => sent.err().map(|e| format!("ping failed: {e}")),
+                    Err(_) => Some(format!("ping not sent within {CONNECT_TIMEOUT:?}")),
+                }
             }
         };
         if let Some(why) = ended {
@@ -183,6 +192,9 @@ async fn subscriber(
             break;
         }
     }
+    // Gone (or done): no longer holds the publisher's window back; what it
+    // missed counts as lost at the end.
+    progress[index].store(u64::MAX, Ordering::Relaxed);
     shared.latency.record_all(index, &samples);
     Seen { tracker, last_delivery }
 }
@@ -241,20 +253,35 @@ impl PusherPublisher {
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .context("publisher: building the request")?;
-        if self.sender.ready().await.is_err() {
-            // The server closed the idle connection: open another.
-            self.sender = http_connect(&self.host).await?;
+        // A request the connection never took (the server closed the idle
+        // connection meanwhile) is resent once on a new one; one that may
+        // have been sent is not, so that no seq is published twice.
+        let mut request = Some(request);
+        let mut response = None;
+        for attempt in 0..2 {
+            let Some(req) = request.take() else { break };
+            if attempt > 0 || self.sender.ready().await.is_err() {
+                self.sender = http_connect(&self.host).await?;
+            }
+            let sent = tokio::time::timeout(CONNECT_TIMEOUT, self.sender.try_send_request(req))
+                .await
+                .map_err(|_| anyhow!("publisher: no HTTP response within {CONNECT_TIMEOUT:?}"))?;
+            match sent {
+                Ok(r) => {
+                    response = Some(r);
+                    break;
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(req) => request = Some(req),
+                    None => return Err(anyhow!("publisher: HTTP request failed: {}", e.error())),
+                },
+            }
         }
-        let response = self
-            .sender
-            .send_request(request)
-            .await
-            .context("publisher: HTTP request failed")?;
+        let response = response.ok_or_else(|| anyhow!("publisher: the server keeps closing the HTTP connection"))?;
         let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
+        let bytes = tokio::time::timeout(CONNECT_TIMEOUT, response.into_body().collect())
             .await
+            .map_err(|_| anyhow!("publisher: the HTTP response did not end within {CONNECT_TIMEOUT:?}"))?
             .context("publisher: reading the response")?
             .to_bytes();
         if !status.is_success() {
@@ -329,7 +356,7 @@ async fn publish(
             }
         }
         let slowest = progress.iter().map(|p| p.load(Ordering::Relaxed)).min().unwrap_or(seq);
-        if seq >= slowest + plan.window as u64 {
+        if seq >= slowest.saturating_add(plan.window as u64) {
             tokio::time::sleep(PACE_POLL).await;
             continue;
         }
@@ -337,9 +364,9 @@ async fn publish(
         let text = peer_payload(seq, shared.now_us(), plan.payload, &pad);
         match &mut sender {
             Sender::Broadcast(conn) => {
-                conn.ws
-                    .send(Message::text(text))
+                tokio::time::timeout(CONNECT_TIMEOUT, conn.ws.send(Message::text(text)))
                     .await
+                    .map_err(|_| anyhow!("publisher: the server took no frame within {CONNECT_TIMEOUT:?}"))?
                     .context("publisher: send failed")?;
                 if last_ping.elapsed() >= conn.ping_every {
                     conn.ws
