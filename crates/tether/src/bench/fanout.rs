@@ -278,12 +278,7 @@ pub(super) async fn run(plan: &Plan, shared: &Arc<Shared>) -> anyhow::Result<Rep
     };
     let mut last_delivery = None;
     for mut seen in seen {
-        seen.tracker.finish(last_seq);
-        report.deliveries += seen.tracker.received();
-        report.expected_deliveries += last_seq.saturating_sub(seen.start_seq);
-        report.lost += seen.tracker.lost();
-        report.duplicates += seen.tracker.duplicates();
-        report.reordered += seen.tracker.reordered();
+        report.count_subscriber(&mut seen.tracker, last_seq, seen.start_seq);
         last_delivery = last_delivery.max(seen.last_delivery);
     }
     let mut last_ack = None;

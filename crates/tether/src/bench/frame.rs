@@ -138,7 +138,12 @@ fn leading_number(text: &str) -> Option<(u64, &str)> {
 /// A publish frame's `data`, exactly `size` bytes of JSON when `size` leaves
 /// room for the timestamp: `{"t":<µs>,"pad":"xxx…"}`.
 pub(crate) fn payload(t: u64, size: usize, pad: &str) -> String {
-    let head = format!(r#"{{"t":{t},"pad":""#);
+    padded(format!(r#"{{"t":{t},"pad":""#), size, pad)
+}
+
+/// `head` (a JSON object opened up to an open `"pad":"` string), padding, and
+/// `"}`: `size` bytes in all when `head` leaves room.
+pub(crate) fn padded(head: String, size: usize, pad: &str) -> String {
     let tail = r#""}"#;
     let fill = size.saturating_sub(head.len() + tail.len()).min(pad.len());
     let mut s = String::with_capacity(head.len() + fill + tail.len());

@@ -33,6 +33,7 @@ use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::cpu::measure_cpu;
+use super::frame::padded;
 use super::net::{close_reason, connect, next_text, Conn, CONNECT_CONCURRENCY, CONNECT_TIMEOUT};
 use super::plan::{Plan, Protocol, PusherApp};
 use super::report::Report;
@@ -48,10 +49,7 @@ const PACE_POLL: Duration = Duration::from_micros(500);
 
 /// `{"bench_seq":N,"t":T,"pad":"xx…"}`, `size` bytes when that leaves room.
 pub(super) fn peer_payload(seq: u64, t: u64, size: usize, pad: &str) -> String {
-    let head = format!(r#"{{"bench_seq":{seq},"t":{t},"pad":""#);
-    let tail = r#""}"#;
-    let fill = size.saturating_sub(head.len() + tail.len()).min(pad.len());
-    format!("{head}{}{tail}", &pad[..fill])
+    padded(format!(r#"{{"bench_seq":{seq},"t":{t},"pad":""#), size, pad)
 }
 
 /// The seq and timestamp of a benchmark message, as sent or wrapped by a
@@ -463,12 +461,7 @@ pub(super) async fn run(plan: &Plan, shared: &Arc<Shared>) -> anyhow::Result<Rep
     };
     let mut last_delivery = None;
     for mut s in seen {
-        s.tracker.finish(last_seq);
-        report.deliveries += s.tracker.received();
-        report.expected_deliveries += last_seq;
-        report.lost += s.tracker.lost();
-        report.duplicates += s.tracker.duplicates();
-        report.reordered += s.tracker.reordered();
+        report.count_subscriber(&mut s.tracker, last_seq, 0);
         last_delivery = last_delivery.max(s.last_delivery);
     }
     report.sent = last_seq;

@@ -14,7 +14,7 @@ use super::cpu::Cpu;
 use super::plan::{Plan, Protocol, Scenario};
 use super::rss::Rss;
 use super::shared::Shared;
-use super::stats::{Counters, Percentiles};
+use super::stats::{Counters, Percentiles, SeqTracker};
 
 /// What a run measured.
 #[derive(Debug, Default)]
@@ -93,6 +93,17 @@ fn secs3(d: Duration) -> f64 {
 }
 
 impl Report {
+    /// Adds one fan-out subscriber's counts: it should have received every
+    /// seq after `start_seq` up to `last_seq`.
+    pub(super) fn count_subscriber(&mut self, tracker: &mut SeqTracker, last_seq: u64, start_seq: u64) {
+        tracker.finish(last_seq);
+        self.deliveries += tracker.received();
+        self.expected_deliveries += last_seq.saturating_sub(start_seq);
+        self.lost += tracker.lost();
+        self.duplicates += tracker.duplicates();
+        self.reordered += tracker.reordered();
+    }
+
     fn latency_measured(plan: &Plan) -> &'static str {
         match plan.scenario {
             Scenario::Publish => "send_to_ack",
