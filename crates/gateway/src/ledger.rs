@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
 use serde_json::{json, Value};
-use tether_protocol::server::{ack_frame, error_frame, event_frame, Event};
+use tether_protocol::server::{ack_frame, encode_event, error_frame, EventRef, PublishAck};
 use tether_protocol::validate::inbox_channel;
 use tether_protocol::ErrorCode;
 use tokio::sync::mpsc;
@@ -329,16 +329,18 @@ impl Writer {
         let mut conflicts = 0;
         let result = loop {
             let now = now_ms();
-            let attempt = self.store.write().and_then(|mut w| {
-                prefetch(&mut *w, &ops)?;
-                let mut posts = Vec::with_capacity(ops.len());
-                let mut new_commands = 0;
-                for op in &ops {
-                    self.apply(&mut *w, op, now, &mut new_commands, &mut posts)?;
-                }
-                w.commit()?;
-                Ok(posts)
-            });
+            let mut posts = Vec::with_capacity(ops.len());
+            let attempt = self
+                .store
+                .write(&mut |w| {
+                    prefetch(w, &ops)?;
+                    let mut new_commands = 0;
+                    for op in &ops {
+                        self.apply(w, op, now, &mut new_commands, &mut posts)?;
+                    }
+                    Ok(())
+                })
+                .map(|()| posts);
             match attempt {
                 // Another node wrote a key this write read (a shared store):
                 // nothing was written, so the same operations run again on
@@ -498,15 +500,14 @@ impl Writer {
     ) -> Result<(u64, String), StoreError> {
         let seq = w.last_seq(channel)? + 1;
         let epoch = self.store.epoch(channel);
-        let event = Event {
-            channel: channel.to_owned(),
+        let frame = encode_event(EventRef {
+            channel,
             seq,
-            epoch: epoch.clone(),
+            epoch: &epoch,
             ts: now,
-            from: from.map(str::to_owned),
-            data: data.clone(),
-        };
-        let frame = event_frame(&event);
+            from,
+            data,
+        });
         let retention = self.config.retention_for(channel);
         let stored = crate::store::StoredEvent { seq, ts: now, frame };
         w.append(channel, &stored, retention.history_size)?;
@@ -540,7 +541,12 @@ impl Writer {
         match w.dedup_get(&p.principal, id, now)? {
             Some(DedupEntry::Published { channel, seq, epoch }) => {
                 self.metrics.dedup_hits.inc();
-                let data = json!({"channel": channel, "seq": seq, "epoch": epoch, "duplicate": true});
+                let data = PublishAck {
+                    channel: &channel,
+                    seq,
+                    epoch: &epoch,
+                    duplicate: true,
+                };
                 posts.push(reply(ack_frame(id, data), Sent::Ack));
             }
             Some(DedupEntry::Command { .. }) => {
@@ -555,7 +561,12 @@ impl Writer {
                     epoch: epoch.clone(),
                 };
                 w.dedup_put(&p.principal, id, &entry, self.expires(now))?;
-                let data = json!({"channel": p.channel, "seq": seq, "epoch": epoch});
+                let data = PublishAck {
+                    channel: &p.channel,
+                    seq,
+                    epoch: &epoch,
+                    duplicate: false,
+                };
                 posts.push(reply(ack_frame(id, data), Sent::Ack));
             }
         }

@@ -225,9 +225,34 @@ pub fn rate_limited_frame(id: Option<&str>, retry_after_ms: u64) -> String {
     json!({"type": "error", "id": id, "error": body}).to_string()
 }
 
-/// The `ack` frame text.
-pub fn ack_frame(id: &str, data: Value) -> String {
-    json!({"type": "ack", "id": id, "data": data}).to_string()
+/// The `ack` frame text (`data` any JSON-serializable value).
+pub fn ack_frame(id: &str, data: impl Serialize) -> String {
+    #[derive(Serialize)]
+    struct Ack<'a, T> {
+        r#type: &'static str,
+        id: &'a str,
+        data: T,
+    }
+    serde_json::to_string(&Ack {
+        r#type: "ack",
+        id,
+        data,
+    })
+    .expect("acks always serialize")
+}
+
+/// The `data` of a publish's `ack`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishAck<'a> {
+    /// The channel published to.
+    pub channel: &'a str,
+    /// The event's seq.
+    pub seq: u64,
+    /// The channel's epoch.
+    pub epoch: &'a str,
+    /// Present (`true`) when the id was already published: nothing new was stored.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
 }
 
 /// The `pong` frame text.
@@ -237,13 +262,51 @@ pub fn pong_frame(id: &str, ts: u64) -> String {
 
 /// The `event` frame text, encoded once and shared by every subscriber.
 pub fn event_frame(event: &Event) -> String {
+    encode_event(EventRef {
+        channel: &event.channel,
+        seq: event.seq,
+        epoch: &event.epoch,
+        ts: event.ts,
+        from: event.from.as_deref(),
+        data: &event.data,
+    })
+}
+
+/// An [`Event`]'s fields, borrowed: encoding a new event needs no copy of its
+/// payload.
+#[derive(Debug, Clone, Copy)]
+pub struct EventRef<'a> {
+    pub channel: &'a str,
+    pub seq: u64,
+    pub epoch: &'a str,
+    pub ts: u64,
+    pub from: Option<&'a str>,
+    pub data: &'a Value,
+}
+
+/// The `event` frame text of `e` (as [`event_frame`]).
+pub fn encode_event(e: EventRef<'_>) -> String {
     #[derive(Serialize)]
     struct Tagged<'a> {
         r#type: &'static str,
-        #[serde(flatten)]
-        event: &'a Event,
+        channel: &'a str,
+        seq: u64,
+        epoch: &'a str,
+        ts: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from: Option<&'a str>,
+        data: &'a Value,
     }
-    serde_json::to_string(&Tagged { r#type: "event", event }).expect("events always serialize")
+    let t = Tagged {
+        r#type: "event",
+        channel: e.channel,
+        seq: e.seq,
+        epoch: e.epoch,
+        ts: e.ts,
+        from: e.from,
+        data: e.data,
+    };
+    serde_json::to_string(&t).expect("events always serialize")
 }
 
 /// The `agent_status` entry's `status` word for a state.

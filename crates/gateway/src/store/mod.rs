@@ -128,9 +128,11 @@ pub trait Store: Send + Sync + 'static {
     fn first_retained(&self, channel: &str, not_before_ms: u64) -> Result<Option<u64>, StoreError>;
     /// Every pending command, oldest first.
     fn pending_commands(&self) -> Result<Vec<PendingCommand>, StoreError>;
-    /// Starts an all-or-nothing write. Only one runs at a time per node (the
-    /// ledger's); a shared store may fail it with [`StoreError::conflict`].
-    fn write(&self) -> Result<Box<dyn StoreWrite>, StoreError>;
+    /// Runs `body` as one all-or-nothing write and commits it: durable when
+    /// this returns `Ok`, and nothing written when `body` (or the commit)
+    /// fails. Only one runs at a time per node (the ledger's); a shared store
+    /// may fail it with [`StoreError::conflict`].
+    fn write(&self, body: &mut dyn FnMut(&mut dyn StoreWrite) -> Result<(), StoreError>) -> Result<(), StoreError>;
     /// Whether the store answers now (for `/readyz`). The embedded store
     /// always does; Redis is pinged.
     fn ready(&self) -> bool {
@@ -149,7 +151,7 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
-/// One all-or-nothing write.
+/// The operations of one all-or-nothing write (see [`Store::write`]).
 pub trait StoreWrite {
     /// Hints the keys this write is about to read, so that a networked store
     /// can fetch (and watch) them in one round trip instead of one each. The
@@ -178,6 +180,4 @@ pub trait StoreWrite {
     }
     /// Drops events beyond each channel's retention and expired dedup keys.
     fn sweep(&mut self, now_ms: u64, retention: &dyn Fn(&str) -> Retention) -> Result<SweepStats, StoreError>;
-    /// Makes every change durable, or none.
-    fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }

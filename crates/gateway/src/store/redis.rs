@@ -240,6 +240,54 @@ fn entry(id: &str, mut fields: HashMap<String, String>) -> Result<StoredEvent, S
     Ok(StoredEvent { seq, ts, frame })
 }
 
+impl RedisStore {
+    /// Starts a write: WATCHes the epoch (and makes one if Redis lost it).
+    fn begin(&self) -> Result<RedisWrite, StoreError> {
+        let taken = self.inner.writer.lock().expect("writer lock").take();
+        let reused = taken.is_some();
+        let con = match taken {
+            Some(c) => c,
+            None => connect(&self.inner.client)?,
+        };
+        let mut w = RedisWrite {
+            inner: self.inner.clone(),
+            con: Some(con),
+            pipe: redis::pipe(),
+            queued: 0,
+            seqs: HashMap::new(),
+            dedup: HashMap::new(),
+            commands: HashMap::new(),
+        };
+        // The epoch is watched by every write: if Redis lost its data, the
+        // first write after makes a new one (and no write mixes the two).
+        let read_epoch = |c: &mut Connection| -> redis::RedisResult<Option<String>> {
+            redis::cmd("WATCH").arg(EPOCH_KEY).query::<()>(c)?;
+            redis::cmd("GET").arg(EPOCH_KEY).query(c)
+        };
+        let epoch = match w.run(read_epoch) {
+            Ok(e) => e,
+            // The kept connection died with a Redis restart: once more on a
+            // fresh one (nothing was queued yet).
+            Err(_) if reused => {
+                w.con = Some(connect(&self.inner.client)?);
+                w.run(read_epoch)?
+            }
+            Err(e) => return Err(e),
+        };
+        match epoch {
+            Some(e) => self.inner.set_epoch(e),
+            None => {
+                let fresh = random_id("e");
+                tracing::warn!(epoch = %fresh, "redis has no epoch (its data was lost): starting a new one");
+                w.pipe.cmd("SET").arg(EPOCH_KEY).arg(&fresh).ignore();
+                w.queued += 1;
+                self.inner.set_epoch(fresh);
+            }
+        }
+        Ok(w)
+    }
+}
+
 impl Store for RedisStore {
     fn epoch(&self, _channel: &str) -> String {
         self.inner.epoch.read().expect("epoch lock").clone()
@@ -287,49 +335,10 @@ impl Store for RedisStore {
         Ok(Vec::new())
     }
 
-    fn write(&self) -> Result<Box<dyn StoreWrite>, StoreError> {
-        let taken = self.inner.writer.lock().expect("writer lock").take();
-        let reused = taken.is_some();
-        let con = match taken {
-            Some(c) => c,
-            None => connect(&self.inner.client)?,
-        };
-        let mut w = RedisWrite {
-            inner: self.inner.clone(),
-            con: Some(con),
-            pipe: redis::pipe(),
-            queued: 0,
-            seqs: HashMap::new(),
-            dedup: HashMap::new(),
-            commands: HashMap::new(),
-        };
-        // The epoch is watched by every write: if Redis lost its data, the
-        // first write after makes a new one (and no write mixes the two).
-        let read_epoch = |c: &mut Connection| -> redis::RedisResult<Option<String>> {
-            redis::cmd("WATCH").arg(EPOCH_KEY).query::<()>(c)?;
-            redis::cmd("GET").arg(EPOCH_KEY).query(c)
-        };
-        let epoch = match w.run(read_epoch) {
-            Ok(e) => e,
-            // The kept connection died with a Redis restart: once more on a
-            // fresh one (nothing was queued yet).
-            Err(_) if reused => {
-                w.con = Some(connect(&self.inner.client)?);
-                w.run(read_epoch)?
-            }
-            Err(e) => return Err(e),
-        };
-        match epoch {
-            Some(e) => self.inner.set_epoch(e),
-            None => {
-                let fresh = random_id("e");
-                tracing::warn!(epoch = %fresh, "redis has no epoch (its data was lost): starting a new one");
-                w.pipe.cmd("SET").arg(EPOCH_KEY).arg(&fresh).ignore();
-                w.queued += 1;
-                self.inner.set_epoch(fresh);
-            }
-        }
-        Ok(Box::new(w))
+    fn write(&self, body: &mut dyn FnMut(&mut dyn StoreWrite) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        let mut w = self.begin()?;
+        body(&mut w)?;
+        w.commit()
     }
 
     fn shared(&self) -> bool {
@@ -384,6 +393,25 @@ impl RedisWrite {
             redis::cmd("WATCH").arg(key).query::<()>(c)?;
             redis::cmd("GET").arg(key).query(c)
         })
+    }
+
+    /// Runs the queued commands as one MULTI/EXEC; a WATCHed key changed
+    /// meanwhile is a conflict (nothing written).
+    fn commit(mut self) -> Result<(), StoreError> {
+        if self.queued == 0 {
+            return self.run(|c| redis::cmd("UNWATCH").query::<()>(c));
+        }
+        let mut pipe = std::mem::replace(&mut self.pipe, redis::pipe());
+        pipe.atomic();
+        let reply: Value = self.run(|c| pipe.query(c))?;
+        // EXEC ended every WATCH: the connection goes back without UNWATCH.
+        if let Some(con) = self.con.take() {
+            *self.inner.writer.lock().expect("writer lock") = Some(con);
+        }
+        if reply == Value::Nil {
+            return Err(StoreError::conflict());
+        }
+        Ok(())
     }
 }
 
@@ -631,22 +659,5 @@ impl StoreWrite for RedisWrite {
             }
         }
         Ok(stats)
-    }
-
-    fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
-        if self.queued == 0 {
-            return self.run(|c| redis::cmd("UNWATCH").query::<()>(c));
-        }
-        let mut pipe = std::mem::replace(&mut self.pipe, redis::pipe());
-        pipe.atomic();
-        let reply: Value = self.run(|c| pipe.query(c))?;
-        // EXEC ended every WATCH: the connection goes back without UNWATCH.
-        if let Some(con) = self.con.take() {
-            *self.inner.writer.lock().expect("writer lock") = Some(con);
-        }
-        if reply == Value::Nil {
-            return Err(StoreError::conflict());
-        }
-        Ok(())
     }
 }
