@@ -13,6 +13,15 @@ use std::process::ExitCode;
 use clap::Parser;
 use cli::{Cli, Command};
 
+/// mimalloc, not the system allocator: glibc's heap fragments between each
+/// connection's short-lived HTTP upgrade buffers (8 KiB from hyper) and its
+/// long-lived state, which held 19,000 idle connections at 7.9 KiB each where
+/// 3.4 KiB were in use; mimalloc's size-segregated pages hold them at ~3.5 KiB
+/// (docs/benchmarks.md, "Memory per idle connection"), and its faster small
+/// allocations raised durable publishes/s too.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

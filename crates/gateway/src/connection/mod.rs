@@ -1,35 +1,42 @@
-//! One WebSocket connection: a reader loop (frames in, heartbeat deadline, size
-//! limit) and a writer task (the bounded outbound queue out, close frames).
+//! One WebSocket connection, served by one task: frames in (heartbeat deadline,
+//! size limit, handlers) and the bounded outbound queue out, then the close.
 //!
-//! **Invariant:** only the writer touches the socket's sending half, so a close
-//! code asked for anywhere (slow consumer, heartbeat, rate, shutdown) goes out as
-//! the last frame, once.
+//! One task, not a reader and a writer: a second task and the lock that
+//! splitting the socket needs cost ~1 KiB per idle connection. The task reads
+//! only between handlers (a handler runs to its end before the next frame is
+//! read), but writes all the time, handlers included.
+//!
+//! **Invariant:** a close code asked for anywhere (slow consumer, heartbeat,
+//! rate, shutdown) goes out as the last frame, once: once one is asked for,
+//! nothing more is taken from the queue until the close, which sends what is
+//! queued (except after 1013) and then the close frame.
 
 pub mod outbound;
 pub mod ratelimit;
 
-use std::future::Future;
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::future::Either;
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tether_protocol::server::Welcome;
 use tether_protocol::{CloseCode, PROTOCOL_VERSION};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthError, Identity};
 use crate::clock::{now_ms, random_id};
 use crate::handlers::Session;
 use crate::metrics::Sent;
 use crate::state::{Gateway, IpSlot};
-use outbound::{ConnHandle, Outbound, OutboundRx};
+use crate::store::StoredEvent;
+use outbound::{ConnHandle, Outbound, OutboundRx, Replay};
 
-/// How long the writer tries to deliver a close frame to a peer that is not
-/// reading before it drops the TCP connection.
+/// How long the close tries to deliver what is queued and the close frame to a
+/// peer that is not reading before it drops the TCP connection.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the reader waits for the peer's answer to a close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -58,9 +65,8 @@ pub enum PeerAuth {
 ///
 /// Not an `async fn`: an async fn keeps its arguments (the socket, the peer)
 /// in its future for as long as it runs, and this future lives as long as
-/// the connection. So the setup (identity, queue, `welcome`, the writer task)
-/// runs here, at once, and the future returned holds only what the reading
-/// half needs: ~1.7 KiB less per connection.
+/// the connection. So the setup (identity, queue, `welcome`) runs here, at
+/// once, and the future returned holds only what the connection needs.
 pub fn serve(socket: WebSocket, gw: Arc<Gateway>, peer: Peer, slot: IpSlot) -> impl Future<Output = ()> + Send {
     let session = random_id("");
     let identity = match peer.auth {
@@ -75,12 +81,11 @@ pub fn serve(socket: WebSocket, gw: Arc<Gateway>, peer: Peer, slot: IpSlot) -> i
         gw.config.outbound_queue,
         gw.metrics.clone(),
     );
-    let reader_done = CancellationToken::new();
-    let live = Live::new(gw.clone(), &reader_done, slot);
+    let live = Live::new(gw.clone(), slot);
     tracing::info!(session = %session, peer = %peer.addr, principal = %principal, "connection open");
 
     let welcome = Welcome {
-        session: session.clone(),
+        session,
         node: gw.config.node_id.clone(),
         protocol: PROTOCOL_VERSION,
         heartbeat_interval_ms: gw.config.heartbeat_interval.as_millis() as u64,
@@ -92,32 +97,24 @@ pub fn serve(socket: WebSocket, gw: Arc<Gateway>, peer: Peer, slot: IpSlot) -> i
         Sent::Welcome,
         serde_json::json!({"type": "welcome", "data": welcome}).to_string(),
     );
-
-    let (sink, stream) = socket.split();
-    let writer = tokio::spawn(write_loop(sink, rx, conn.clone(), gw.clone(), reader_done.clone()));
     // Boxed: an async fn's arguments are kept twice in its state (as
     // arguments and as the locals they are moved into).
-    let s = Box::new(Session::new(gw.clone(), conn.clone(), identity));
-    Either::Right(read_until_closed(stream, s, gw, conn, writer, reader_done, live))
+    let s = Box::new(Session::new(gw.clone(), conn, identity));
+    Either::Right(run(socket, s, rx, gw, live))
 }
 
 /// An open connection's bookkeeping that must be undone however its future
-/// ends (even dropped unpolled at shutdown): the connections gauge, the
-/// writer task (it stops once told the reader is done) and the per-IP slot.
+/// ends (even dropped unpolled at shutdown): the connections gauge and the
+/// per-IP slot.
 struct Live {
     gw: Arc<Gateway>,
-    _stop_writer: tokio_util::sync::DropGuard,
     _slot: IpSlot,
 }
 
 impl Live {
-    fn new(gw: Arc<Gateway>, reader_done: &CancellationToken, slot: IpSlot) -> Live {
+    fn new(gw: Arc<Gateway>, slot: IpSlot) -> Live {
         gw.metrics.connections.inc();
-        Live {
-            gw,
-            _stop_writer: reader_done.clone().drop_guard(),
-            _slot: slot,
-        }
+        Live { gw, _slot: slot }
     }
 }
 
@@ -127,26 +124,165 @@ impl Drop for Live {
     }
 }
 
-/// The connection's life after its setup: read until it ends, clean up, wait
-/// for the writer.
-async fn read_until_closed(
-    stream: SplitStream<WebSocket>,
+/// The connection's life after its setup: serve it while open, end its
+/// session, then close it.
+///
+/// An `async move` block, not an `async fn`: a block uses what it captures in
+/// place, where an async fn would keep a second copy of its arguments (the
+/// socket is ~370 bytes).
+#[allow(clippy::manual_async_fn)] // on purpose, as said above
+fn run(
+    mut ws: WebSocket,
     mut s: Box<Session>,
+    mut rx: OutboundRx,
     gw: Arc<Gateway>,
-    conn: ConnHandle,
-    writer: tokio::task::JoinHandle<()>,
-    reader_done: CancellationToken,
     live: Live,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let conn = s.conn().clone();
+        let mut out = Writes::default();
+        let ended = open(&mut ws, &mut s, &mut rx, &mut out, &gw).await;
+        // Boxed (as the close below): their state would otherwise be reserved
+        // in this future for the connection's whole life.
+        Box::pin(s.cleanup()).await;
+        let code = conn.close_code();
+        if let (Some(code), true) = (code, ended.socket_alive) {
+            Box::pin(close(&mut ws, &mut rx, &mut out, code, &gw, &conn)).await;
+        }
+        drop(rx);
+        drop(live);
+        let code = code.map(|c| c.code());
+        tracing::info!(session = %conn.session(), reason = %ended.reason, close_code = ?code, "connection closed");
+    }
+}
+
+/// How the open phase of a connection ended.
+struct Ended {
+    /// For the log.
+    reason: String,
+    /// Whether a close frame can still be sent.
+    socket_alive: bool,
+}
+
+impl Ended {
+    /// A close was asked for; the socket works.
+    fn closing(reason: impl Into<String>) -> Ended {
+        Ended {
+            reason: reason.into(),
+            socket_alive: true,
+        }
+    }
+
+    /// The peer went, or the socket failed.
+    fn gone(reason: impl Into<String>) -> Ended {
+        Ended {
+            reason: reason.into(),
+            socket_alive: false,
+        }
+    }
+}
+
+/// Reads frames and runs their handlers, writing the queue all along, until
+/// the peer goes or a close is asked for.
+async fn open(ws: &mut WebSocket, s: &mut Session, rx: &mut OutboundRx, out: &mut Writes, gw: &Gateway) -> Ended {
+    let idle_limit = gw.config.heartbeat_interval + gw.config.heartbeat_timeout;
+    let mut deadline = Instant::now() + idle_limit;
+    let conn = s.conn().clone();
+    loop {
+        // One timer for both deadlines (a timer is ~110 bytes of every
+        // connection's state). The token's expiry may change (a refresh).
+        let expiry = s.expiry();
+        let token_first = expiry.is_some_and(|e| e <= deadline);
+        let wake = if token_first {
+            expiry.unwrap_or(deadline)
+        } else {
+            deadline
+        };
+        let msg = tokio::select! {
+            biased;
+            code = conn.close_requested() => return Ended::closing(format!("closed by the gateway ({})", code.reason())),
+            _ = gw.draining.cancelled() => {
+                conn.close(CloseCode::GoingAway);
+                continue;
+            }
+            _ = tokio::time::sleep_until(wake) => {
+                if token_first {
+                    tracing::info!(session = %conn.session(), "token expired; closing with 4001");
+                    conn.close(CloseCode::Unauthorized);
+                    return Ended::closing("token expired");
+                }
+                conn.close(CloseCode::HeartbeatTimeout);
+                return Ended::closing("heartbeat deadline missed");
+            }
+            io = poll_fn(|cx| out.poll(cx, ws, rx, gw, &conn, true)) => match io {
+                Err(ended) => return ended,
+                Ok(msg) => msg,
+            },
+        };
+        deadline = Instant::now() + idle_limit;
+        match msg {
+            Message::Text(text) => {
+                gw.metrics.bytes_received.inc_by(text.len() as u64);
+                // Boxed: the handler future is large and idle connections
+                // should not carry its space.
+                let mut handler = Box::pin(s.on_text(text.as_str()));
+                // Keep writing while it runs (a publish may wait for room in
+                // the ledger's queue while events for this connection arrive).
+                let ended = tokio::select! {
+                    biased;
+                    () = &mut handler => None,
+                    io = poll_fn(|cx| out.poll(cx, ws, rx, gw, &conn, false)) => io.err(),
+                };
+                if let Some(ended) = ended {
+                    // Nobody reads the replies now; the handler's effects
+                    // (a publish queued for the ledger, say) still complete.
+                    handler.await;
+                    return ended;
+                }
+            }
+            Message::Binary(b) => {
+                gw.metrics.bytes_received.inc_by(b.len() as u64);
+                s.on_binary();
+            }
+            Message::Ping(_) | Message::Pong(_) => {}
+            Message::Close(_) => {} // the stream ends after the reply
+        }
+    }
+}
+
+/// Sends a close frame with `code`: after what is queued (not for 1013: a slow
+/// consumer's backlog is dropped), bounded by [`CLOSE_TIMEOUT`]; then lets the
+/// peer answer it (bounded by [`CLOSE_GRACE`]), discarding its input.
+async fn close(
+    ws: &mut WebSocket,
+    rx: &mut OutboundRx,
+    out: &mut Writes,
+    code: CloseCode,
+    gw: &Gateway,
+    conn: &ConnHandle,
 ) {
-    let reason = read_loop(stream, &mut s, &gw).await;
-    // Boxed: the cleanup's state would otherwise be reserved in this
-    // future for the connection's whole life.
-    Box::pin(s.cleanup()).await;
-    reader_done.cancel();
-    let _ = writer.await;
-    drop(live);
-    let code = conn.close_code().map(|c| c.code());
-    tracing::info!(session = %conn.session(), reason = %reason, close_code = ?code, "connection closed");
+    gw.metrics.close(code.code());
+    let frame = Message::Close(Some(CloseFrame {
+        code: code.code(),
+        reason: code.reason().into(),
+    }));
+    let sent = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        if code != CloseCode::TryAgainLater {
+            poll_fn(|cx| out.poll_drain(cx, ws, rx, gw, conn)).await?;
+        }
+        ws.send(frame).await.map_err(|_| WriteStop::Socket)
+    })
+    .await;
+    if matches!(sent, Ok(Ok(()))) {
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            while let Some(Ok(m)) = ws.next().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
 }
 
 /// Closes a connection whose token was refused: 4001, or 4003 for a principal
@@ -178,60 +314,6 @@ async fn refuse(mut socket: WebSocket, gw: Arc<Gateway>, addr: std::net::SocketA
     .await;
 }
 
-async fn read_loop(mut stream: SplitStream<WebSocket>, s: &mut Session, gw: &Gateway) -> String {
-    let idle_limit = gw.config.heartbeat_interval + gw.config.heartbeat_timeout;
-    let mut deadline = Instant::now() + idle_limit;
-    let conn = s.conn().clone();
-    loop {
-        tokio::select! {
-            biased;
-            code = conn.close_requested() => {
-                // Let the peer answer the close frame (bounded), discarding input.
-                let _ = tokio::time::timeout(CLOSE_GRACE, async {
-                    while let Some(Ok(m)) = stream.next().await {
-                        if matches!(m, Message::Close(_)) {
-                            break;
-                        }
-                    }
-                })
-                .await;
-                return format!("closed by the gateway ({})", code.reason());
-            }
-            _ = tokio::time::sleep_until(deadline) => {
-                conn.close(CloseCode::HeartbeatTimeout);
-                return "heartbeat deadline missed".into();
-            }
-            _ = sleep_until_opt(s.expiry()) => {
-                tracing::info!(session = %conn.session(), "token expired; closing with 4001");
-                conn.close(CloseCode::Unauthorized);
-                return "token expired".into();
-            }
-            msg = stream.next() => {
-                let msg = match msg {
-                    None => return "peer went away".into(),
-                    Some(Err(e)) => return read_error(&conn, e),
-                    Some(Ok(m)) => m,
-                };
-                deadline = Instant::now() + idle_limit;
-                match msg {
-                    Message::Text(text) => {
-                        gw.metrics.bytes_received.inc_by(text.len() as u64);
-                        // Boxed: the handler future is large and idle connections
-                        // should not carry its space.
-                        Box::pin(s.on_text(text.as_str())).await;
-                    }
-                    Message::Binary(b) => {
-                        gw.metrics.bytes_received.inc_by(b.len() as u64);
-                        s.on_binary();
-                    }
-                    Message::Ping(_) | Message::Pong(_) => {}
-                    Message::Close(_) => {} // the stream ends after the reply
-                }
-            }
-        }
-    }
-}
-
 /// A close reason that fits a control frame (125 bytes, 2 of them the code).
 fn close_reason(reason: &str) -> String {
     const MAX: usize = 123;
@@ -245,22 +327,16 @@ fn close_reason(reason: &str) -> String {
     reason[..end].to_owned()
 }
 
-/// Sleeps until `at`, or forever when there is no deadline.
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-fn read_error(conn: &ConnHandle, e: axum::Error) -> String {
+/// A read failed: a frame over the size limit is closed with 1009 (the socket
+/// still works); any other error ends the connection.
+fn read_error(conn: &ConnHandle, e: axum::Error) -> Ended {
     let inner = e.into_inner();
     if let Some(tungstenite::Error::Capacity(c)) = inner.downcast_ref::<tungstenite::Error>() {
         tracing::warn!(session = %conn.session(), "rejected frame: {c}");
         conn.close(CloseCode::MessageTooBig);
-        return format!("frame too large: {c}");
+        return Ended::closing(format!("frame too large: {c}"));
     }
-    format!("read error: {inner}")
+    Ended::gone(format!("read error: {inner}"))
 }
 
 /// Events read from the store per step of a replay.
@@ -280,117 +356,180 @@ impl From<axum::Error> for WriteStop {
     }
 }
 
-async fn write_loop(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut rx: OutboundRx,
-    conn: ConnHandle,
-    gw: Arc<Gateway>,
-    reader_done: CancellationToken,
-) {
-    let metrics = gw.metrics.clone();
-    loop {
-        let code = tokio::select! {
-            biased;
-            code = conn.close_requested() => code,
-            _ = gw.draining.cancelled() => {
-                conn.close(CloseCode::GoingAway);
-                continue;
-            }
-            _ = reader_done.cancelled() => return,
-            item = rx.recv() => {
-                // Boxed, like the close below: the write's state exists only
-                // while writing, so an idle connection's writer task stays small.
-                let write = Box::pin(async {
-                    let mut bytes = write_item(&mut sink, item, &gw).await?;
-                    for _ in 1..WRITE_BATCH {
-                        match rx.try_recv() {
-                            Ok(item) => bytes += write_item(&mut sink, item, &gw).await?,
-                            Err(_) => break,
-                        }
-                    }
-                    sink.flush().await?;
-                    Ok::<usize, WriteStop>(bytes)
-                });
-                tokio::select! {
-                    r = write => match r {
-                        Ok(bytes) => {
-                            metrics.bytes_sent.inc_by(bytes as u64);
-                            continue;
-                        }
-                        Err(WriteStop::Socket) => return,
-                        Err(WriteStop::Gap) => {
-                            tracing::warn!(session = %conn.session(), "history trimmed during a replay; closing with 1013");
-                            conn.close(CloseCode::TryAgainLater);
-                            continue;
-                        }
-                    },
-                    code = conn.close_requested() => code,
-                    _ = reader_done.cancelled() => return,
-                }
-            }
-        };
-        // A slow consumer's backlog is dropped: the close frame goes out next.
-        // Any other close first delivers what is queued (e.g. the last
-        // `rate_limited` before 4029, or acks before 1001).
-        metrics.close(code.code());
-        let close = Message::Close(Some(CloseFrame {
-            code: code.code(),
-            reason: code.reason().into(),
-        }));
-        let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, async {
-            if code != CloseCode::TryAgainLater {
-                while let Ok(item) = rx.try_recv() {
-                    write_item(&mut sink, item, &gw).await?;
-                }
-            }
-            sink.send(close).await?;
-            // Give the peer a moment to answer the close before dropping TCP.
-            reader_done.cancelled().await;
-            Ok::<(), WriteStop>(())
-        }))
-        .await;
-        return;
-    }
+/// The outbound side's progress between polls.
+#[derive(Default)]
+struct Writes {
+    /// Frames were fed since the last completed flush.
+    unflushed: bool,
+    /// Bytes fed since the last completed flush (for `bytes_sent`).
+    fed: usize,
+    /// A replay being streamed.
+    replay: Option<Box<Replaying>>,
 }
 
-/// Feeds one queue item to the sink; returns the bytes fed.
-async fn write_item(
-    sink: &mut SplitSink<WebSocket, Message>,
-    item: Outbound,
-    gw: &Gateway,
-) -> Result<usize, WriteStop> {
-    match item {
-        Outbound::Frame(frame) => {
-            let n = frame.len();
-            sink.feed(Message::Text(frame)).await?;
-            Ok(n)
+/// A replay in progress: `after` advances as events are fed.
+struct Replaying {
+    replay: Replay,
+    /// Events read from the store and not yet fed.
+    chunk: VecDeque<StoredEvent>,
+}
+
+impl Writes {
+    /// Writes what is queued, and with `read` returns the next frame read.
+    /// `Err` says how the open phase ended (the socket failed or the peer
+    /// went; or a frame was refused, and a close code set). Stops taking from
+    /// the queue once a close is asked for (the close sends the rest).
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        ws: &mut WebSocket,
+        rx: &mut OutboundRx,
+        gw: &Gateway,
+        conn: &ConnHandle,
+        read: bool,
+    ) -> Poll<Result<Message, Ended>> {
+        let wrote = loop {
+            if conn.close_code().is_some() {
+                break self.poll_flush(cx, ws, gw);
+            }
+            match self.poll_write(cx, ws, rx, gw) {
+                Poll::Ready(Err(WriteStop::Gap)) => {
+                    tracing::warn!(session = %conn.session(), "history trimmed during a replay; closing with 1013");
+                    self.replay = None;
+                    conn.close(CloseCode::TryAgainLater);
+                }
+                other => break other,
+            }
+        };
+        if let Poll::Ready(Err(_)) = wrote {
+            return Poll::Ready(Err(Ended::gone("write error")));
         }
-        Outbound::Replay(r) => {
-            let mut bytes = 0;
-            let mut next = r.after + 1;
-            while next <= r.upto {
-                let chunk = gw
+        if !read {
+            return Poll::Pending;
+        }
+        match ws.poll_next_unpin(cx) {
+            Poll::Ready(None) => Poll::Ready(Err(Ended::gone("peer went away"))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Err(read_error(conn, e))),
+            Poll::Ready(Some(Ok(m))) => Poll::Ready(Ok(m)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Feeds queued frames (at most [`WRITE_BATCH`] between flushes) and
+    /// flushes them. `Pending` when it waits for the socket or for the queue;
+    /// `Ready` only with an error.
+    fn poll_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        ws: &mut WebSocket,
+        rx: &mut OutboundRx,
+        gw: &Gateway,
+    ) -> Poll<Result<(), WriteStop>> {
+        loop {
+            ready!(self.poll_flush(cx, ws, gw))?;
+            for _ in 0..WRITE_BATCH {
+                ready!(self.poll_replay(cx, ws, gw))?;
+                ready!(ws.poll_ready_unpin(cx))?;
+                match rx.poll_recv(cx) {
+                    Poll::Ready(item) => self.start(ws, item)?,
+                    Poll::Pending if self.unflushed => break,
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        }
+    }
+
+    /// Like [`Writes::poll_write`] until the queue is empty, then flushed:
+    /// for the close.
+    fn poll_drain(
+        &mut self,
+        cx: &mut Context<'_>,
+        ws: &mut WebSocket,
+        rx: &mut OutboundRx,
+        gw: &Gateway,
+        conn: &ConnHandle,
+    ) -> Poll<Result<(), WriteStop>> {
+        loop {
+            match ready!(self.poll_replay(cx, ws, gw)) {
+                Err(WriteStop::Gap) => {
+                    tracing::warn!(session = %conn.session(), "history trimmed during a replay at close; dropping the rest");
+                    self.replay = None;
+                    return self.poll_flush(cx, ws, gw);
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+                Ok(()) => {}
+            }
+            ready!(ws.poll_ready_unpin(cx))?;
+            match rx.try_recv() {
+                Ok(item) => self.start(ws, item)?,
+                Err(_) => return self.poll_flush(cx, ws, gw),
+            }
+        }
+    }
+
+    /// Flushes what was fed; `Ready(Ok)` once nothing is waiting.
+    fn poll_flush(&mut self, cx: &mut Context<'_>, ws: &mut WebSocket, gw: &Gateway) -> Poll<Result<(), WriteStop>> {
+        if self.unflushed {
+            ready!(ws.poll_flush_unpin(cx))?;
+            gw.metrics.bytes_sent.inc_by(self.fed as u64);
+            self.unflushed = false;
+            self.fed = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Feeds one queue item (a replay starts streaming).
+    fn start(&mut self, ws: &mut WebSocket, item: Outbound) -> Result<(), WriteStop> {
+        match item {
+            Outbound::Frame(frame) => self.feed(ws, frame),
+            Outbound::Replay(replay) => {
+                self.replay = Some(Box::new(Replaying {
+                    replay: *replay,
+                    chunk: VecDeque::new(),
+                }));
+                Ok(())
+            }
+        }
+    }
+
+    fn feed(&mut self, ws: &mut WebSocket, frame: Utf8Bytes) -> Result<(), WriteStop> {
+        self.fed += frame.len();
+        self.unflushed = true;
+        ws.start_send_unpin(Message::Text(frame))?;
+        Ok(())
+    }
+
+    /// Streams the replay in progress, if any, from the store; `Ready(Ok)`
+    /// once it is all fed.
+    fn poll_replay(&mut self, cx: &mut Context<'_>, ws: &mut WebSocket, gw: &Gateway) -> Poll<Result<(), WriteStop>> {
+        while let Some(Replaying { replay: r, chunk }) = self.replay.as_deref_mut() {
+            if chunk.is_empty() {
+                if r.after >= r.upto {
+                    self.replay = None;
+                    break;
+                }
+                let read = gw
                     .store
-                    .read_events(&r.channel, next - 1, r.upto, r.not_before_ms, REPLAY_CHUNK)
+                    .read_events(&r.channel, r.after, r.upto, r.not_before_ms, REPLAY_CHUNK)
                     .map_err(|e| {
                         tracing::error!(error = %e, "replay read failed");
                         WriteStop::Gap
                     })?;
-                if chunk.is_empty() {
-                    return Err(WriteStop::Gap);
+                if read.is_empty() {
+                    return Poll::Ready(Err(WriteStop::Gap));
                 }
-                for e in chunk {
-                    if e.seq != next {
-                        return Err(WriteStop::Gap);
-                    }
-                    next += 1;
-                    bytes += e.frame.len();
-                    sink.feed(Message::Text(e.frame.into())).await?;
-                    gw.metrics.sent(Sent::Event, 1);
-                    gw.metrics.deliveries.inc();
-                }
+                *chunk = read.into();
             }
-            Ok(bytes)
+            ready!(ws.poll_ready_unpin(cx))?;
+            let Some(event) = chunk.pop_front() else { continue };
+            if event.seq != r.after + 1 {
+                return Poll::Ready(Err(WriteStop::Gap));
+            }
+            r.after = event.seq;
+            self.feed(ws, event.frame.into())?;
+            gw.metrics.sent(Sent::Event, 1);
+            gw.metrics.deliveries.inc();
         }
+        Poll::Ready(Ok(()))
     }
 }

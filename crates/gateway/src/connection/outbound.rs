@@ -15,8 +15,10 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 
 use axum::extract::ws::Utf8Bytes;
+use futures_util::task::AtomicWaker;
 use tether_protocol::CloseCode;
 use tokio::sync::Notify;
 
@@ -64,8 +66,8 @@ struct Inner {
     id: u64,
     session: String,
     queue: Mutex<Queue>,
-    /// Wakes the writer when something was queued (a permit is kept when it is not waiting).
-    queued: Notify,
+    /// Wakes the connection's task when something was queued.
+    queued: AtomicWaker,
     /// Most items queued at once; one more is a slow consumer.
     capacity: usize,
     /// The close code asked for; 0 while open. The first request wins.
@@ -103,11 +105,19 @@ pub struct Empty;
 impl OutboundRx {
     /// The next item, waiting for one.
     pub async fn recv(&mut self) -> Outbound {
-        loop {
-            if let Ok(item) = self.try_recv() {
-                return item;
-            }
-            self.inner.queued.notified().await;
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The next item if one is queued; otherwise `cx` is woken when one is.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Outbound> {
+        if let Ok(item) = self.try_recv() {
+            return Poll::Ready(item);
+        }
+        self.inner.queued.register(cx.waker());
+        // Again: a send between the first look and the registration woke nobody.
+        match self.try_recv() {
+            Ok(item) => Poll::Ready(item),
+            Err(Empty) => Poll::Pending,
         }
     }
 
@@ -140,7 +150,7 @@ impl ConnHandle {
                 items: VecDeque::new(),
                 receiver_gone: false,
             }),
-            queued: Notify::new(),
+            queued: AtomicWaker::new(),
             capacity: capacity.max(1),
             close_code: AtomicU16::new(0),
             close_requested: Notify::new(),
@@ -193,7 +203,7 @@ impl ConnHandle {
             if q.items.len() < self.inner.capacity {
                 q.items.push_back(item);
                 drop(q);
-                self.inner.queued.notify_one();
+                self.inner.queued.wake();
                 return Enqueue::Sent;
             }
         }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::read_ahead::ReadAhead;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
@@ -97,12 +98,14 @@ impl Connection {
         });
         let result = match acceptor {
             None => {
-                let conn = watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(tcp), service));
+                let conn =
+                    watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(ReadAhead::new(tcp)), service));
                 first_request_within(conn, &first_request, header_timeout).await
             }
             Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => {
-                    let conn = watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service));
+                    let conn = watcher
+                        .watch(builder.serve_connection_with_upgrades(TokioIo::new(ReadAhead::new(stream)), service));
                     first_request_within(conn, &first_request, header_timeout).await
                 }
                 Ok(Err(e)) => {
