@@ -236,3 +236,56 @@ async fn a_replay_longer_than_the_outbound_queue_is_streamed_whole() {
     assert_eq!(c.event("long").await["seq"], 301);
     server.stop().await;
 }
+
+/// A client that closes while the gateway still has frames for it (a long
+/// replay it has not read, filling the socket) gets its close answered after
+/// what was already written, and nothing after the answer.
+#[tokio::test]
+async fn a_client_close_is_answered_while_frames_are_still_queued() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = TestServer::start().await;
+    let mut p = server.client().await;
+    // 1000 × 8 KB: more than the kernel's socket buffers take unread (the
+    // reader's is kept small below).
+    let payload = "x".repeat(8_000);
+    for i in 0..1000 {
+        p.send(json!({"type": "publish", "id": format!("b{i}"), "channel": "big", "data": payload}))
+            .await;
+        if i % 8 == 7 {
+            // (b999 among them)
+            p.reply_to(&format!("b{i}")).await;
+        }
+    }
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(8 * 1024).expect("small receive buffer");
+    let addr = server
+        .ws_url()
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .expect("host")
+        .to_owned();
+    let tcp = socket.connect(addr.parse().expect("addr")).await.expect("connect");
+    let (ws, _) = tokio_tungstenite::client_async(server.ws_url(), tokio_tungstenite::MaybeTlsStream::Plain(tcp))
+        .await
+        .expect("upgrade");
+    let mut c = common::Client::from_ws(ws).await;
+    c.send(json!({"type": "subscribe", "id": "s", "channel": "big", "since": {"seq": 0}}))
+        .await;
+    // Not read: the replay fills the socket, so the gateway still has frames
+    // to write when it reads the close.
+    let bye = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    };
+    c.ws.send(Message::Close(Some(bye))).await.expect("close sent");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(c.closed().await, 1000, "the close is answered, not dropped");
+    let events = c.pending().iter().filter(|v| v["type"] == "event").count();
+    assert!(events < 1000, "the replay stopped at the close ({events} events)");
+    server.stop().await;
+}

@@ -142,13 +142,17 @@ fn run(
         let conn = s.conn().clone();
         let mut out = Writes::default();
         let ended = open(&mut ws, &mut s, &mut rx, &mut out, &gw).await;
-        // Boxed (as the close below): their state would otherwise be reserved
-        // in this future for the connection's whole life.
-        Box::pin(s.cleanup()).await;
         let code = conn.close_code();
-        if let (Some(code), true) = (code, ended.socket_alive) {
-            Box::pin(close(&mut ws, &mut rx, &mut out, code, &gw, &conn)).await;
-        }
+        // The session ends (unsubscribe, agent offline) while the close is
+        // sent: an agent's cleanup may wait for the ledger, and the close must
+        // not wait for it. Boxed: their state would otherwise be reserved in
+        // this future for the connection's whole life.
+        let closing = async {
+            if let (Some(code), true) = (code, ended.socket_alive) {
+                close(&mut ws, &mut rx, &mut out, code, &gw, &conn).await;
+            }
+        };
+        tokio::join!(Box::pin(s.cleanup()), Box::pin(closing));
         drop(rx);
         drop(live);
         let code = code.map(|c| c.code());
@@ -239,20 +243,30 @@ async fn open(ws: &mut WebSocket, s: &mut Session, rx: &mut OutboundRx, out: &mu
                     handler.await;
                     return ended;
                 }
+                // The deadline is about the peer's silence, and time spent in
+                // the handler (waiting for room in the ledger's queue) is not.
+                deadline = Instant::now() + idle_limit;
             }
             Message::Binary(b) => {
                 gw.metrics.bytes_received.inc_by(b.len() as u64);
                 s.on_binary();
             }
             Message::Ping(_) | Message::Pong(_) => {}
-            Message::Close(_) => {} // the stream ends after the reply
+            Message::Close(_) => {
+                // tungstenite answers with the next read or flush, and may send
+                // nothing after that answer: so take nothing more from the
+                // queue, and read (which flushes what was fed, then the
+                // answer) until the stream ends.
+                let _ = tokio::time::timeout(CLOSE_GRACE, async { while let Some(Ok(_)) = ws.next().await {} }).await;
+                return Ended::gone("closed by the peer");
+            }
         }
     }
 }
 
 /// Sends a close frame with `code`: after what is queued (not for 1013: a slow
-/// consumer's backlog is dropped), bounded by [`CLOSE_TIMEOUT`]; then lets the
-/// peer answer it (bounded by [`CLOSE_GRACE`]), discarding its input.
+/// consumer's backlog is dropped); then lets the peer answer it (for at most
+/// [`CLOSE_GRACE`]), discarding its input. All within [`CLOSE_TIMEOUT`].
 async fn close(
     ws: &mut WebSocket,
     rx: &mut OutboundRx,
@@ -266,14 +280,11 @@ async fn close(
         code: code.code(),
         reason: code.reason().into(),
     }));
-    let sent = tokio::time::timeout(CLOSE_TIMEOUT, async {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
         if code != CloseCode::TryAgainLater {
             poll_fn(|cx| out.poll_drain(cx, ws, rx, gw, conn)).await?;
         }
-        ws.send(frame).await.map_err(|_| WriteStop::Socket)
-    })
-    .await;
-    if matches!(sent, Ok(Ok(()))) {
+        ws.send(frame).await.map_err(|_| WriteStop::Socket)?;
         let _ = tokio::time::timeout(CLOSE_GRACE, async {
             while let Some(Ok(m)) = ws.next().await {
                 if matches!(m, Message::Close(_)) {
@@ -282,7 +293,9 @@ async fn close(
             }
         })
         .await;
-    }
+        Ok::<(), WriteStop>(())
+    })
+    .await;
 }
 
 /// Closes a connection whose token was refused: 4001, or 4003 for a principal
@@ -365,6 +378,18 @@ struct Writes {
     fed: usize,
     /// A replay being streamed.
     replay: Option<Box<Replaying>>,
+    /// Whether the next [`Writes::poll`] reads before it writes.
+    read_first: bool,
+}
+
+/// The next frame read, or how the open phase ended.
+fn poll_read(cx: &mut Context<'_>, ws: &mut WebSocket, conn: &ConnHandle) -> Poll<Result<Message, Ended>> {
+    match ws.poll_next_unpin(cx) {
+        Poll::Ready(None) => Poll::Ready(Err(Ended::gone("peer went away"))),
+        Poll::Ready(Some(Err(e))) => Poll::Ready(Err(read_error(conn, e))),
+        Poll::Ready(Some(Ok(m))) => Poll::Ready(Ok(m)),
+        Poll::Pending => Poll::Pending,
+    }
 }
 
 /// A replay in progress: `after` advances as events are fed.
@@ -379,6 +404,10 @@ impl Writes {
     /// `Err` says how the open phase ended (the socket failed or the peer
     /// went; or a frame was refused, and a close code set). Stops taking from
     /// the queue once a close is asked for (the close sends the rest).
+    ///
+    /// Reads and writes take turns going first: a long replay to a fast
+    /// reader uses up the task's budget of socket operations, and the peer's
+    /// frames (its pings among them) must still be read meanwhile.
     fn poll(
         &mut self,
         cx: &mut Context<'_>,
@@ -388,6 +417,13 @@ impl Writes {
         conn: &ConnHandle,
         read: bool,
     ) -> Poll<Result<Message, Ended>> {
+        if read && self.read_first {
+            self.read_first = false;
+            if let Poll::Ready(r) = poll_read(cx, ws, conn) {
+                return Poll::Ready(r);
+            }
+        }
+        self.read_first = true;
         let wrote = loop {
             if conn.close_code().is_some() {
                 break self.poll_flush(cx, ws, gw);
@@ -407,12 +443,7 @@ impl Writes {
         if !read {
             return Poll::Pending;
         }
-        match ws.poll_next_unpin(cx) {
-            Poll::Ready(None) => Poll::Ready(Err(Ended::gone("peer went away"))),
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Err(read_error(conn, e))),
-            Poll::Ready(Some(Ok(m))) => Poll::Ready(Ok(m)),
-            Poll::Pending => Poll::Pending,
-        }
+        poll_read(cx, ws, conn)
     }
 
     /// Feeds queued frames (at most [`WRITE_BATCH`] between flushes) and

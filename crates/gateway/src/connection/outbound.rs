@@ -137,6 +137,10 @@ impl Drop for OutboundRx {
         let mut q = self.inner.queue();
         q.receiver_gone = true;
         q.items = VecDeque::new();
+        drop(q);
+        // A handle that outlives the connection (a command's requester, say)
+        // must not keep the finished task alive through its waker.
+        drop(self.inner.queued.take());
     }
 }
 
