@@ -4,7 +4,10 @@
 //! One task, not a reader and a writer: a second task and the lock that
 //! splitting the socket needs cost ~1 KiB per idle connection. The task reads
 //! only between handlers (a handler runs to its end before the next frame is
-//! read), but writes all the time, handlers included.
+//! read), but writes all the time, handlers included. So a close asked for
+//! while a handler waits (for room in the ledger's queue, when the store
+//! stalls) goes out once that handler returns; meanwhile nothing more is
+//! taken from the queue.
 //!
 //! **Invariant:** a close code asked for anywhere (slow consumer, heartbeat,
 //! rate, shutdown) goes out as the last frame, once: once one is asked for,
