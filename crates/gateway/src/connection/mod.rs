@@ -151,8 +151,10 @@ fn run(
         // not wait for it. Boxed: their state would otherwise be reserved in
         // this future for the connection's whole life.
         let closing = async {
-            if let (Some(code), true) = (code, ended.socket_alive) {
-                close(&mut ws, &mut rx, &mut out, code, &gw, &conn).await;
+            match (ended.then, code) {
+                (Then::Close, Some(code)) => close(&mut ws, &mut rx, &mut out, code, &gw, &conn).await,
+                (Then::Answer, _) => answer(&mut ws).await,
+                _ => {}
             }
         };
         tokio::join!(Box::pin(s.cleanup()), Box::pin(closing));
@@ -167,8 +169,19 @@ fn run(
 struct Ended {
     /// For the log.
     reason: String,
-    /// Whether a close frame can still be sent.
-    socket_alive: bool,
+    /// What the socket still needs.
+    then: Then,
+}
+
+/// What is left to send once the open phase ends.
+#[derive(Clone, Copy)]
+enum Then {
+    /// A close was asked for: the queue's rest and a close frame.
+    Close,
+    /// The peer closed: what was fed, then tungstenite's answer.
+    Answer,
+    /// Nothing: the peer went, or the socket failed.
+    Nothing,
 }
 
 impl Ended {
@@ -176,7 +189,7 @@ impl Ended {
     fn closing(reason: impl Into<String>) -> Ended {
         Ended {
             reason: reason.into(),
-            socket_alive: true,
+            then: Then::Close,
         }
     }
 
@@ -184,7 +197,7 @@ impl Ended {
     fn gone(reason: impl Into<String>) -> Ended {
         Ended {
             reason: reason.into(),
-            socket_alive: false,
+            then: Then::Nothing,
         }
     }
 }
@@ -256,12 +269,14 @@ async fn open(ws: &mut WebSocket, s: &mut Session, rx: &mut OutboundRx, out: &mu
             }
             Message::Ping(_) | Message::Pong(_) => {}
             Message::Close(_) => {
-                // tungstenite answers with the next read or flush, and may send
-                // nothing after that answer: so take nothing more from the
-                // queue, and read (which flushes what was fed, then the
-                // answer) until the stream ends.
-                let _ = tokio::time::timeout(CLOSE_GRACE, async { while let Some(Ok(_)) = ws.next().await {} }).await;
-                return Ended::gone("closed by the peer");
+                // tungstenite may send nothing after its answer: nothing more
+                // is queued (senders see the connection closed, not a slow
+                // consumer), and `answer` sends what was fed, then the answer.
+                rx.close();
+                return Ended {
+                    reason: "closed by the peer".into(),
+                    then: Then::Answer,
+                };
             }
         }
     }
@@ -299,6 +314,13 @@ async fn close(
         Ok::<(), WriteStop>(())
     })
     .await;
+}
+
+/// The peer closed: tungstenite answers with the next read or flush, so read
+/// (which flushes what was fed, then the answer) until the stream ends,
+/// within [`CLOSE_TIMEOUT`] as a close of our own.
+async fn answer(ws: &mut WebSocket) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async { while let Some(Ok(_)) = ws.next().await {} }).await;
 }
 
 /// Closes a connection whose token was refused: 4001, or 4003 for a principal

@@ -132,12 +132,19 @@ impl OutboundRx {
     }
 }
 
-impl Drop for OutboundRx {
-    fn drop(&mut self) {
+impl OutboundRx {
+    /// Takes nothing more: later sends return [`Enqueue::Closed`] (not a slow
+    /// consumer) and what was queued is dropped.
+    pub fn close(&mut self) {
         let mut q = self.inner.queue();
         q.receiver_gone = true;
         q.items = VecDeque::new();
-        drop(q);
+    }
+}
+
+impl Drop for OutboundRx {
+    fn drop(&mut self) {
+        self.close();
         // A handle that outlives the connection (a command's requester, say)
         // must not keep the finished task alive through its waker.
         drop(self.inner.queued.take());
