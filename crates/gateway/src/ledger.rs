@@ -129,6 +129,21 @@ enum Post {
         outcome: Outcome,
     },
     Dispatch(PendingCommand),
+    /// A metric, counted once the commit is certain (a write lost to a
+    /// conflict runs again and must not count twice).
+    Count(Count),
+}
+
+/// A metric of [`Post::Count`].
+enum Count {
+    Error(ErrorCode),
+    DedupHit,
+}
+
+/// An error frame whose `tether_errors_total` is counted with the commit.
+fn counted_error(posts: &mut Vec<Post>, id: Option<&str>, code: ErrorCode, message: &str) -> String {
+    posts.push(Post::Count(Count::Error(code)));
+    error_frame(id, code, message)
 }
 
 /// What the dispatcher does after a commit.
@@ -540,7 +555,7 @@ impl Writer {
         };
         match w.dedup_get(&p.principal, id, now)? {
             Some(DedupEntry::Published { channel, seq, epoch }) => {
-                self.metrics.dedup_hits.inc();
+                posts.push(Post::Count(Count::DedupHit));
                 let data = PublishAck {
                     channel: &channel,
                     seq,
@@ -550,7 +565,12 @@ impl Writer {
                 posts.push(reply(ack_frame(id, data), Sent::Ack));
             }
             Some(DedupEntry::Command { .. }) => {
-                let frame = self.error(Some(id), ErrorCode::BadRequest, "this id was already used by a command");
+                let frame = counted_error(
+                    posts,
+                    Some(id),
+                    ErrorCode::BadRequest,
+                    "this id was already used by a command",
+                );
                 posts.push(reply(frame, Sent::Error));
             }
             None => {
@@ -603,7 +623,7 @@ impl Writer {
         };
         match w.dedup_get(&c.principal, &c.id, now)? {
             Some(DedupEntry::Command { task_id, outcome }) => {
-                self.metrics.dedup_hits.inc();
+                posts.push(Post::Count(Count::DedupHit));
                 match (http, outcome) {
                     (true, _) => posts.push(accepted(true)),
                     (false, None) => posts.push(Post::Wait {
@@ -622,7 +642,8 @@ impl Writer {
                 }
             }
             Some(DedupEntry::Published { .. }) => {
-                let frame = self.error(
+                let frame = counted_error(
+                    posts,
                     Some(&c.id),
                     ErrorCode::BadRequest,
                     "this id was already used by a publish",
@@ -635,7 +656,8 @@ impl Writer {
                 }));
             }
             None if self.accepted.len() + *new_commands >= self.config.max_pending_commands => {
-                let frame = self.error(
+                let frame = counted_error(
+                    posts,
                     Some(&c.id),
                     ErrorCode::Overloaded,
                     "too many commands pending; retry later",
@@ -733,6 +755,8 @@ impl Writer {
                         });
                     }
                 }
+                Post::Count(Count::Error(code)) => self.metrics.error(code),
+                Post::Count(Count::DedupHit) => self.metrics.dedup_hits.inc(),
                 Post::Dispatch(cmd) => {
                     self.accepted
                         .insert(cmd.task_id.clone(), (cmd.principal.clone(), cmd.request_id.clone()));
@@ -830,5 +854,105 @@ async fn dispatch(mut rx: mpsc::Receiver<Vec<Out>>, hub: Arc<Hub>, metrics: Arc<
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::store::embedded::EmbeddedStore;
+    use crate::store::StoredEvent;
+
+    /// The embedded store, but every other write loses a race (as a shared
+    /// store's may): the ledger then runs the same operations again.
+    struct ConflictEveryOther {
+        inner: EmbeddedStore,
+        lose: AtomicBool,
+    }
+
+    impl Store for ConflictEveryOther {
+        fn epoch(&self, channel: &str) -> String {
+            self.inner.epoch(channel)
+        }
+        fn last_seq(&self, channel: &str) -> Result<u64, StoreError> {
+            self.inner.last_seq(channel)
+        }
+        fn read_events(
+            &self,
+            channel: &str,
+            after: u64,
+            upto: u64,
+            not_before_ms: u64,
+            limit: usize,
+        ) -> Result<Vec<StoredEvent>, StoreError> {
+            self.inner.read_events(channel, after, upto, not_before_ms, limit)
+        }
+        fn first_retained(&self, channel: &str, not_before_ms: u64) -> Result<Option<u64>, StoreError> {
+            self.inner.first_retained(channel, not_before_ms)
+        }
+        fn pending_commands(&self) -> Result<Vec<PendingCommand>, StoreError> {
+            self.inner.pending_commands()
+        }
+        fn write(&self, body: &mut dyn FnMut(&mut dyn StoreWrite) -> Result<(), StoreError>) -> Result<(), StoreError> {
+            if self.lose.fetch_xor(true, Ordering::SeqCst) {
+                // The body runs (and counts, if it counts) but nothing is written.
+                return self.inner.write(&mut |w| {
+                    body(w)?;
+                    Err(StoreError::conflict())
+                });
+            }
+            self.inner.write(body)
+        }
+    }
+
+    #[tokio::test]
+    async fn metrics_count_once_when_a_write_runs_again_after_a_conflict() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store: Arc<dyn Store> = Arc::new(ConflictEveryOther {
+            inner: EmbeddedStore::open(dir.path()).expect("store"),
+            lose: AtomicBool::new(true),
+        });
+        let metrics = Arc::new(Metrics::new());
+        let hub = Arc::new(Hub::new(store.clone(), metrics.clone()));
+        let (ledger, tasks, _dispatch) =
+            Ledger::start(store, Arc::new(Config::default()), hub, metrics.clone(), 64).expect("ledger");
+        let (tx, mut replies) = mpsc::channel(8);
+        let publish = |id: &str| PublishOp {
+            principal: "p".into(),
+            id: Some(id.into()),
+            channel: "c".into(),
+            data: json!(1),
+            from: Some("p".into()),
+            reply: Some(Reply::Http(tx.clone(), 0)),
+            received: Instant::now(),
+        };
+        ledger.publish(publish("x")).await.expect("queued");
+        let (_, ack) = replies.recv().await.expect("ack");
+        assert!(ack.contains(r#""type":"ack""#), "{ack}");
+        ledger.publish(publish("x")).await.expect("queued");
+        let (_, again) = replies.recv().await.expect("ack");
+        assert!(again.contains(r#""duplicate":true"#), "{again}");
+        let command = CommandOp {
+            principal: "p".into(),
+            id: "x".into(),
+            command: "echo".into(),
+            data: Value::Null,
+            reply: Reply::Http(tx.clone(), 0),
+        };
+        ledger.command(command).await.expect("queued");
+        let (_, refused) = replies.recv().await.expect("error");
+        assert!(refused.contains("already used by a publish"), "{refused}");
+
+        assert!(
+            metrics.store_conflicts.get() >= 3,
+            "every commit lost once and ran again"
+        );
+        assert_eq!(metrics.dedup_hits.get(), 1, "one duplicate publish");
+        assert_eq!(metrics.error_count(ErrorCode::BadRequest), 1, "one refused command");
+        ledger.stop().await;
+        drop(ledger);
+        tasks.join().await;
     }
 }

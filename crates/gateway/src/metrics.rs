@@ -208,6 +208,11 @@ impl Metrics {
         self.errors.with_label_values(&[code.as_str()]).inc();
     }
 
+    /// `tether_errors_total` of `code` so far.
+    pub fn error_count(&self, code: ErrorCode) -> u64 {
+        self.errors.with_label_values(&[code.as_str()]).get()
+    }
+
     /// Counts a recovery attempt.
     pub fn recovery(&self, recovered: bool) {
         let o = if recovered { "recovered" } else { "not_recovered" };
