@@ -97,7 +97,7 @@ impl Cluster {
         let con = guard.as_mut().expect("just set");
         f(con).map_err(|e| {
             *guard = None;
-            StoreError(format!("redis: {e}"))
+            StoreError::Failed(format!("redis: {e}"))
         })
     }
 
@@ -109,7 +109,7 @@ impl Cluster {
     }
 
     fn exchange_once(&self, mine: &Presence) -> Result<(), StoreError> {
-        let json = serde_json::to_string(mine).map_err(|e| StoreError(format!("presence: {e}")))?;
+        let json = serde_json::to_string(mine).map_err(|e| StoreError::Failed(format!("presence: {e}")))?;
         let ttl = PRESENCE_TTL.as_millis() as u64;
         let nodes: Vec<String> = self.with_con(|c| {
             redis::pipe()

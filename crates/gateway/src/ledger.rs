@@ -234,7 +234,7 @@ impl Ledger {
         let writer = std::thread::Builder::new()
             .name("tether-ledger".into())
             .spawn(move || writer.run(rx))
-            .map_err(|e| StoreError(format!("cannot start the ledger thread: {e}")))?;
+            .map_err(|e| StoreError::Failed(format!("cannot start the ledger thread: {e}")))?;
         let dispatcher = tokio::spawn(dispatch(out_rx, hub, metrics));
         Ok((Ledger { tx, healthy }, LedgerTasks { writer, dispatcher }, dispatch_rx))
     }

@@ -80,14 +80,14 @@ pub async fn run(
             let dir = config.data_dir.clone();
             let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir))
                 .await
-                .map_err(|e| store::StoreError(format!("opening the store panicked: {e}")))??;
+                .map_err(|e| store::StoreError::Failed(format!("opening the store panicked: {e}")))??;
             (Arc::new(store), None)
         }
         Some(url) => {
             let node = config.node_id.clone();
             let store = tokio::task::spawn_blocking(move || RedisStore::open(&url, &node))
                 .await
-                .map_err(|e| store::StoreError(format!("connecting to redis panicked: {e}")))??;
+                .map_err(|e| store::StoreError::Failed(format!("connecting to redis panicked: {e}")))??;
             let client = store.client();
             (Arc::new(store), Some(client))
         }
@@ -108,7 +108,7 @@ pub async fn run(
             let on_message = cluster_messages(ledger.clone(), wake.clone());
             let topics = vec![QUEUED_TOPIC.to_owned(), DONE_TOPIC.to_owned()];
             fanout::start(client.clone(), &hub, topics, on_message, background.clone())
-                .map_err(|e| store::StoreError(format!("cannot start the fan-out thread: {e}")))?;
+                .map_err(|e| store::StoreError::Failed(format!("cannot start the fan-out thread: {e}")))?;
             let cluster = cluster::Cluster::new(client.clone(), &config.node_id);
             tasks::spawn(
                 client,

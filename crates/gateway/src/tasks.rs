@@ -230,7 +230,7 @@ impl Redis {
         let con = self.con.as_mut().expect("just set");
         f(con).map_err(|e| {
             self.con = None;
-            StoreError(format!("redis: {e}"))
+            StoreError::Failed(format!("redis: {e}"))
         })
     }
 }

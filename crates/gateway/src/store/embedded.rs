@@ -43,14 +43,14 @@ struct DedupRecordRef<'a> {
 }
 
 fn json_err(e: serde_json::Error) -> StoreError {
-    StoreError(format!("corrupt record: {e}"))
+    StoreError::Failed(format!("corrupt record: {e}"))
 }
 
 impl EmbeddedStore {
     /// Opens (or creates) the store in `dir`, creating the directory.
     pub fn open(dir: &Path) -> Result<EmbeddedStore, StoreError> {
         std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError(format!("cannot create data dir {}: {e}", dir.display())))?;
+            .map_err(|e| StoreError::Failed(format!("cannot create data dir {}: {e}", dir.display())))?;
         let db = Database::create(dir.join("tether.redb"))?;
         let txn = db.begin_write()?;
         let epoch = {
@@ -86,10 +86,10 @@ fn new_epoch() -> String {
 
 fn decode_event(seq: u64, raw: &[u8]) -> Result<StoredEvent, StoreError> {
     if raw.len() < 8 {
-        return Err(StoreError("corrupt event record".into()));
+        return Err(StoreError::Failed("corrupt event record".into()));
     }
     let ts = u64::from_be_bytes(raw[..8].try_into().expect("8 bytes"));
-    let frame = String::from_utf8(raw[8..].to_vec()).map_err(|_| StoreError("corrupt event text".into()))?;
+    let frame = String::from_utf8(raw[8..].to_vec()).map_err(|_| StoreError::Failed("corrupt event text".into()))?;
     Ok(StoredEvent { seq, ts, frame })
 }
 

@@ -19,30 +19,35 @@ use tether_protocol::ErrorCode;
 use crate::config::Retention;
 
 /// A store failure. The ledger answers the affected requests with `internal`
-/// (retryable) and `/readyz` turns 503 until a write succeeds again.
+/// (retryable) and `/readyz` turns 503 until a write succeeds again; a
+/// conflict is run again instead.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("store: {0}")]
-pub struct StoreError(pub String);
-
-/// The text of [`StoreError::conflict`].
-const CONFLICT: &str = "write conflict: another node changed a key this write read; retry";
+pub enum StoreError {
+    /// The store failed (I/O, a corrupt record, Redis unreachable).
+    #[error("store: {0}")]
+    Failed(String),
+    /// An optimistic write lost a race with another node (Redis `WATCH`):
+    /// nothing was written.
+    #[error("store: write conflict: another node changed a key this write read; retry")]
+    Conflict,
+}
 
 impl StoreError {
     /// An optimistic write lost a race with another node (Redis `WATCH`):
     /// nothing was written; the ledger runs the same operations again.
     pub fn conflict() -> StoreError {
-        StoreError(CONFLICT.to_owned())
+        StoreError::Conflict
     }
 
-    /// Whether this is [`StoreError::conflict`].
+    /// Whether this is [`StoreError::Conflict`].
     pub fn is_conflict(&self) -> bool {
-        self.0 == CONFLICT
+        matches!(self, StoreError::Conflict)
     }
 }
 
 impl<E: Into<redb::Error>> From<E> for StoreError {
     fn from(e: E) -> Self {
-        StoreError(e.into().to_string())
+        StoreError::Failed(e.into().to_string())
     }
 }
 

@@ -109,7 +109,7 @@ pub fn parse_announcement(payload: &str) -> Option<(u64, &str)> {
 }
 
 fn fail(e: redis::RedisError) -> StoreError {
-    StoreError(format!("redis: {e}"))
+    StoreError::Failed(format!("redis: {e}"))
 }
 
 /// Opens a connection with the store's timeouts.
@@ -181,7 +181,7 @@ impl RedisStore {
     /// Connects to `url` (`redis://host:port/db`) for node `node`: fails when
     /// Redis does not answer, so a node never starts without its store.
     pub fn open(url: &str, node: &str) -> Result<RedisStore, StoreError> {
-        let client = Client::open(url).map_err(|e| StoreError(format!("redis url {url:?}: {e}")))?;
+        let client = Client::open(url).map_err(|e| StoreError::Failed(format!("redis url {url:?}: {e}")))?;
         let mut con = connect(&client)?;
         let _: bool = redis::cmd("SET")
             .arg(EPOCH_KEY)
@@ -232,11 +232,11 @@ fn entry(id: &str, mut fields: HashMap<String, String>) -> Result<StoredEvent, S
     let seq = id
         .split_once('-')
         .and_then(|(s, _)| s.parse().ok())
-        .ok_or_else(|| StoreError(format!("redis: history entry id {id:?} is not <seq>-0")))?;
+        .ok_or_else(|| StoreError::Failed(format!("redis: history entry id {id:?} is not <seq>-0")))?;
     let ts = fields.get("ts").and_then(|t| t.parse().ok()).unwrap_or(0);
     let frame = fields
         .remove("f")
-        .ok_or_else(|| StoreError(format!("redis: history entry {id} has no frame")))?;
+        .ok_or_else(|| StoreError::Failed(format!("redis: history entry {id} has no frame")))?;
     Ok(StoredEvent { seq, ts, frame })
 }
 
@@ -348,7 +348,7 @@ impl Store for RedisStore {
     fn dedup_read(&self, principal: &str, id: &str) -> Result<Option<DedupEntry>, StoreError> {
         let key = dedup_key(principal, id);
         let raw: Option<String> = self.inner.read(|c| redis::cmd("GET").arg(&key).query(c))?;
-        raw.map(|j| serde_json::from_str(&j).map_err(|e| StoreError(format!("redis: dedup entry: {e}"))))
+        raw.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Failed(format!("redis: dedup entry: {e}"))))
             .transpose()
     }
 
@@ -378,7 +378,7 @@ impl RedisWrite {
         let con = self
             .con
             .as_mut()
-            .ok_or_else(|| StoreError("redis: the connection failed earlier in this write".into()))?;
+            .ok_or_else(|| StoreError::Failed("redis: the connection failed earlier in this write".into()))?;
         match blocking(|| f(con)) {
             Ok(v) => Ok(v),
             Err(e) => {
@@ -463,16 +463,18 @@ impl StoreWrite for RedisWrite {
         for key in dedup {
             let entry = match values.next().flatten() {
                 None => None,
-                Some(j) => Some(serde_json::from_str(&j).map_err(|e| StoreError(format!("redis: dedup entry: {e}")))?),
+                Some(j) => {
+                    Some(serde_json::from_str(&j).map_err(|e| StoreError::Failed(format!("redis: dedup entry: {e}")))?)
+                }
             };
             self.dedup.insert(key, entry);
         }
         for task in tasks {
             let cmd = match values.next().flatten() {
                 None => None,
-                Some(j) => {
-                    Some(serde_json::from_str(&j).map_err(|e| StoreError(format!("redis: pending command: {e}")))?)
-                }
+                Some(j) => Some(
+                    serde_json::from_str(&j).map_err(|e| StoreError::Failed(format!("redis: pending command: {e}")))?,
+                ),
             };
             self.commands.insert(task.to_owned(), cmd);
         }
@@ -521,7 +523,9 @@ impl StoreWrite for RedisWrite {
         let raw: Option<String> = self.watch_get(&key)?;
         let entry = match raw {
             None => None,
-            Some(j) => Some(serde_json::from_str(&j).map_err(|e| StoreError(format!("redis: dedup entry: {e}")))?),
+            Some(j) => {
+                Some(serde_json::from_str(&j).map_err(|e| StoreError::Failed(format!("redis: dedup entry: {e}")))?)
+            }
         };
         self.dedup.insert(key, entry.clone());
         Ok(entry)
@@ -529,7 +533,7 @@ impl StoreWrite for RedisWrite {
 
     fn dedup_put(&mut self, principal: &str, id: &str, entry: &DedupEntry, expires_ms: u64) -> Result<(), StoreError> {
         let key = dedup_key(principal, id);
-        let json = serde_json::to_string(entry).map_err(|e| StoreError(format!("redis: dedup entry: {e}")))?;
+        let json = serde_json::to_string(entry).map_err(|e| StoreError::Failed(format!("redis: dedup entry: {e}")))?;
         let ttl = expires_ms.saturating_sub(now_ms()).max(1);
         self.pipe.cmd("SET").arg(&key).arg(json).arg("PX").arg(ttl).ignore();
         self.queued += 1;
@@ -538,7 +542,8 @@ impl StoreWrite for RedisWrite {
     }
 
     fn command_put(&mut self, command: &PendingCommand) -> Result<(), StoreError> {
-        let json = serde_json::to_string(command).map_err(|e| StoreError(format!("redis: pending command: {e}")))?;
+        let json =
+            serde_json::to_string(command).map_err(|e| StoreError::Failed(format!("redis: pending command: {e}")))?;
         let task = &command.task_id;
         self.pipe.cmd("SET").arg(command_key(task)).arg(json).ignore();
         self.pipe
@@ -571,9 +576,10 @@ impl StoreWrite for RedisWrite {
                 let raw: Option<String> = self.watch_get(&command_key(task_id))?;
                 match raw {
                     None => None,
-                    Some(j) => {
-                        Some(serde_json::from_str(&j).map_err(|e| StoreError(format!("redis: pending command: {e}")))?)
-                    }
+                    Some(j) => Some(
+                        serde_json::from_str(&j)
+                            .map_err(|e| StoreError::Failed(format!("redis: pending command: {e}")))?,
+                    ),
                 }
             }
         };
@@ -599,7 +605,7 @@ impl StoreWrite for RedisWrite {
 
     fn command_done(&mut self, task_id: &str, outcome: &Outcome) -> Result<(), StoreError> {
         let json = serde_json::to_string(&serde_json::json!({"task_id": task_id, "outcome": outcome}))
-            .map_err(|e| StoreError(format!("redis: outcome: {e}")))?;
+            .map_err(|e| StoreError::Failed(format!("redis: outcome: {e}")))?;
         self.pipe.cmd("PUBLISH").arg(DONE_TOPIC).arg(json).ignore();
         self.queued += 1;
         Ok(())
