@@ -49,7 +49,7 @@ import {
   unsubscribeFrame,
 } from "./protocol.js";
 import { type Action, Machine, type MachineEvent, type State, type Transition } from "./state.js";
-import { notifyAll } from "./util.js";
+import { notifyAll, randomHex } from "./util.js";
 
 // ---------------------------------------------------------------------------
 // Bounds
@@ -210,12 +210,6 @@ interface Socket {
 
 const noop = (): void => undefined;
 const log = createLogger("[WebSocket]");
-
-function randomHex(): string {
-  const bytes = new Uint8Array(8);
-  globalThis.crypto.getRandomValues(bytes);
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 /** The key under which the default `client_id` is kept in `localStorage`. */
 export const CLIENT_ID_STORAGE_KEY = "tether.clientId";

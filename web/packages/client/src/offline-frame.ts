@@ -6,17 +6,11 @@
 // (`InvalidOfflineMessageError`, `newMessageId`).
 
 import { type ClientMessage, parseMessage } from "./protocol.js";
-import { errorText } from "./util.js";
+import { errorText, randomHex } from "./util.js";
 
 /** The message cannot be queued: not a valid `publish` or command, not JSON, or too large. Nothing was stored. */
 export class InvalidOfflineMessageError extends Error {
   override readonly name = "InvalidOfflineMessageError";
-}
-
-function randomHex(bytes: number): string {
-  const b = new Uint8Array(bytes);
-  globalThis.crypto.getRandomValues(b);
-  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }
 
 /**

@@ -74,7 +74,7 @@ import { type Member, Members } from "./pool/members.js";
 import { type PoolMetricsSnapshot, renderPoolMetrics } from "./pool/metrics.js";
 import { type QueueKey, WaitQueue } from "./pool/queue.js";
 import { type ResultFrame, type ServerMessage, isValidChannel, parseMessage } from "./protocol.js";
-import { notifyAll } from "./util.js";
+import { notifyAll, randomHex } from "./util.js";
 
 export * from "./pool/config.js";
 export * from "./pool/errors.js";
@@ -115,15 +115,7 @@ const PASSED_OPTIONS = [
   "circuit",
 ] as const satisfies readonly (keyof TetherClientOptions & keyof TetherPoolOptions)[];
 
-
 const log = createLogger("[WebSocketPool]");
-
-function randomHex(): string {
-  const bytes = new Uint8Array(8);
-  globalThis.crypto.getRandomValues(bytes);
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 
 /**
  * A pool of connections to one or more gateways (see the file comment for the

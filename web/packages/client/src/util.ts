@@ -1,6 +1,13 @@
 // Small helpers several modules of the client share. Internal: not exported
 // from the package.
 
+/** `bytes` random bytes (from `crypto.getRandomValues`) as lowercase hex. */
+export function randomHex(bytes = 8): string {
+  const b = new Uint8Array(bytes);
+  globalThis.crypto.getRandomValues(b);
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
 /** `e` as text for an error message: `Name: message` for an Error (the name alone when it has no message), else `String(e)`. */
 export function errorText(e: unknown): string {
   if (e instanceof Error) return e.message === "" ? e.name : `${e.name}: ${e.message}`;
