@@ -43,7 +43,14 @@ export class Replayer {
 
   constructor(private readonly options: ReplayerOptions) {
     this.log = options.log ?? noLog;
-    this.flight = new SingleFlight(() => this.once(), mergeOutcomes);
+    this.flight = new SingleFlight(() => this.once(), mergeOutcomes, (e) => this.failure(e));
+  }
+
+  /** A replay that threw (the queue could not be opened or read): nothing was sent by it. */
+  private failure(e: unknown): ReplayOutcome {
+    const error = `replay failed: ${e instanceof Error ? e.message : String(e)}`;
+    this.log(error);
+    return { sent: 0, rejected: [], remaining: null, error };
   }
 
   /** Whether a replay is in progress. */
@@ -60,9 +67,8 @@ export class Replayer {
     try {
       return await this.flight.run();
     } catch (e) {
-      const error = `replay failed: ${e instanceof Error ? e.message : String(e)}`;
-      this.log(error);
-      return { sent: 0, rejected: [], remaining: null, error };
+      // Only a throwing merge gets here: failed runs are outcomes already.
+      return this.failure(e);
     }
   }
 

@@ -13,11 +13,14 @@ export class SingleFlight<R> {
   /**
    * `merge(earlier, later)` combines the results of the runs one call spans
    * (default: the later one), so that a caller that joined hears about every
-   * run it waited for.
+   * run it waited for. `failed(error)`, when given, turns a failed run into a
+   * result that is merged like any other, so that a failing rerun does not
+   * hide what the earlier runs did; without it a failed last run rejects.
    */
   constructor(
     private readonly task: () => Promise<R>,
     private readonly merge: (earlier: R, later: R) => R = (_earlier, later) => later,
+    private readonly failed?: (error: unknown) => R,
   ) {}
 
   /** Whether a run is in progress. */
@@ -51,7 +54,13 @@ export class SingleFlight<R> {
         result = { ok: true, value: merged === null ? value : this.merge(merged.value, value) };
         merged = { value: result.value };
       } catch (error) {
-        result = { ok: false, error };
+        if (this.failed === undefined) {
+          result = { ok: false, error };
+        } else {
+          const value = this.failed(error);
+          result = { ok: true, value: merged === null ? value : this.merge(merged.value, value) };
+          merged = { value: result.value };
+        }
       }
       if (this.again) continue;
       // Cleared here, synchronously with the last check of `again`, so that no

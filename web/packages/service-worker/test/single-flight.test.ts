@@ -107,6 +107,19 @@ describe("SingleFlight", () => {
     await expect(a).resolves.toBe(15);
   });
 
+  it("with `failed`, a failing rerun keeps what the earlier runs did", async () => {
+    const c = controlled();
+    const f = new SingleFlight(c.task, (a, b) => a + b, () => 100);
+    const a = f.run();
+    await tick();
+    void f.run();
+    c.finish(10);
+    await tick();
+    c.fail(new Error("second run"));
+    await expect(a).resolves.toBe(110);
+    expect(f.running).toBe(false);
+  });
+
   it("survives a task that throws synchronously", async () => {
     let calls = 0;
     const f = new SingleFlight<number>(() => {
