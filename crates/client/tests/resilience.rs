@@ -176,6 +176,16 @@ async fn the_breaker_opens_after_n_failed_connects_and_half_opens_after_the_cool
     client.close().await;
 }
 
+/// A child process killed (and reaped) when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The child half of the next test: queue messages, report, wait to be killed.
 async fn child_main(queue: &str, url: &str) {
     let mut c = fast(ClientConfig::new(url));
@@ -201,7 +211,7 @@ async fn a_client_killed_with_a_full_offline_queue_delivers_it_after_it_starts_a
     let addr = probe.local_addr().expect("addr");
     drop(probe); // the gateway is down while the child queues
     let url = format!("ws://{addr}/ws");
-    let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+    let child = std::process::Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "--exact",
             "a_client_killed_with_a_full_offline_queue_delivers_it_after_it_starts_again",
@@ -213,7 +223,10 @@ async fn a_client_killed_with_a_full_offline_queue_delivers_it_after_it_starts_a
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("child");
-    let stdout = child.stdout.take().expect("stdout");
+    // Killed however this test ends (a failed assertion included), not left
+    // to sleep out its 60 s.
+    let mut child = KillOnDrop(child);
+    let stdout = child.0.stdout.take().expect("stdout");
     let queued = tokio::task::spawn_blocking(move || {
         use std::io::BufRead;
         std::io::BufReader::new(stdout)
@@ -228,8 +241,8 @@ async fn a_client_killed_with_a_full_offline_queue_delivers_it_after_it_starts_a
             .expect("join"),
         "the child queued"
     );
-    child.kill().expect("kill -9");
-    child.wait().expect("reap");
+    child.0.kill().expect("kill -9");
+    child.0.wait().expect("reap");
 
     let (_, stop, _join) = gateway(&dir.path().join("gw"), &addr.to_string(), AuthSettings::Off).await;
     let mut c = fast(ClientConfig::new(url));
