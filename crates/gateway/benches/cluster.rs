@@ -50,23 +50,22 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use futures_util::stream::{self, StreamExt};
 use tether_gateway::Config;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 use tokio::sync::{oneshot, Mutex, Notify};
 use tokio::task::JoinHandle;
 
 mod support;
 
-use support::{connect, next_text, subscribe, Publisher, Ws, CONNECT_TIMEOUT, READ_TIMEOUT};
+use support::{
+    connect, cpu_seconds, http_get, node_metrics, routine_deadline, subscribe, Publisher, Subscriber, CONNECT_TIMEOUT,
+    READ_TIMEOUT,
+};
 
 /// Acked publishes per iteration of the publish benchmarks.
 const PUBLISHES_PER_ITER: u64 = 1024;
 /// Events per iteration (one batch) of the delivery benchmarks.
 const EVENTS_PER_ITER: u64 = 100;
-/// Deadline of one timed routine: a fixed allowance plus this much per iteration.
-const ROUTINE_BASE: Duration = Duration::from_secs(30);
-/// See [`ROUTINE_BASE`].
-const ROUTINE_PER_ITER: Duration = Duration::from_secs(2);
 /// Longest a gateway may take to shut down at the end of a benchmark.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest `redis-server` may take to answer its first `PING`.
@@ -378,72 +377,8 @@ impl Progress {
     }
 }
 
-/// One subscribing connection; checks that seqs arrive contiguously.
-struct Subscriber {
-    index: usize,
-    ws: Ws,
-    last_seq: u64,
-}
-
-impl Subscriber {
-    /// Reads exactly `n` events, each the next seq, telling `progress` after
-    /// every `batch` of them.
-    async fn receive(&mut self, n: u64, batch: u64, progress: &Progress) {
-        let start = self.last_seq;
-        let end = start + n;
-        while self.last_seq < end {
-            let what = format!(
-                "event seq {} at subscriber {} ({} of {n} received)",
-                self.last_seq + 1,
-                self.index,
-                self.last_seq - start
-            );
-            let text = next_text(&mut self.ws, &what).await;
-            let seq = event_seq(&text).unwrap_or_else(|| panic!("not an event: {text}"));
-            if seq != self.last_seq + 1 {
-                panic!(
-                    "subscriber {}: expected seq {}, got {seq} (gap or duplicate): {text}",
-                    self.index,
-                    self.last_seq + 1
-                );
-            }
-            self.last_seq = seq;
-            if (seq - start).is_multiple_of(batch) {
-                progress.batch_done();
-            }
-        }
-    }
-}
-
-/// The top-level `seq` of an event frame, without a full JSON parse (the
-/// gateway writes `type`, `channel`, `seq` first), to keep 900 clients' CPU
-/// from dominating a 2-core machine.
-fn event_seq(text: &str) -> Option<u64> {
-    let rest = text.strip_prefix(r#"{"type":"event","#)?;
-    let at = rest.find(r#""seq":"#)? + r#""seq":"#.len();
-    let digits: &str = &rest[at..];
-    let len = digits.bytes().take_while(u8::is_ascii_digit).count();
-    digits[..len].parse().ok()
-}
-
-fn routine_deadline(iters: u64) -> Duration {
-    ROUTINE_BASE + ROUTINE_PER_ITER * u32::try_from(iters).unwrap_or(u32::MAX)
-}
-
 // ---------------------------------------------------------------------------
 // Reporting
-
-/// CPU seconds (user + system) of the process whose `stat` file is `path`.
-fn cpu_seconds(path: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(path).ok()?;
-    // Fields after the parenthesised command name; utime and stime are the
-    // 14th and 15th fields overall, in clock ticks (100 per second on Linux).
-    let after = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after.split(' ').collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
-}
 
 /// CPU used so far by this process (both gateways and the clients) and by
 /// `redis-server`.
@@ -494,52 +429,22 @@ impl Usage {
     }
 }
 
-/// `GET path` over HTTP/1.1; the whole response (head and body).
-async fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let fetch = async {
-        let mut tcp = TcpStream::connect(addr).await.ok()?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        tcp.write_all(req.as_bytes()).await.ok()?;
-        let mut body = String::new();
-        tcp.read_to_string(&mut body).await.ok()?;
-        Some(body)
-    };
-    tokio::time::timeout(READ_TIMEOUT, fetch).await.ok().flatten()
-}
-
 /// A few of one node's own counters from `GET /metrics`.
 async fn report_metrics(addr: SocketAddr, name: &str, node: &str) {
-    let Some(body) = http_get(addr, "/metrics").await else {
+    let Some(m) = node_metrics(addr).await else {
         eprintln!("{name}: node {node}: could not read /metrics");
         return;
     };
-    let value = |metric: &str| -> f64 {
-        body.lines()
-            .filter(|l| l.starts_with(metric) && !l.starts_with('#'))
-            .filter(|l| {
-                let rest = &l[metric.len()..];
-                rest.starts_with(' ') || rest.starts_with('{')
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
-    let acks = value("tether_publish_ack_seconds_count");
-    let ack_sum = value("tether_publish_ack_seconds_sum");
-    let le_10ms = body
-        .lines()
-        .find(|l| l.starts_with("tether_publish_ack_seconds_bucket{le=\"0.01\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .unwrap_or(0.0);
     eprintln!(
-        "{name}: node {node} metrics: {acks} publish acks, mean receive-to-ack {:.2} ms, {:.0}% within 10 ms; \
+        "{name}: node {node} metrics: {} publish acks, mean receive-to-ack {:.2} ms, {:.0}% within 10 ms; \
          {} store conflicts; {} deliveries; {} slow-consumer closes; {} error frames",
-        if acks > 0.0 { 1000.0 * ack_sum / acks } else { 0.0 },
-        if acks > 0.0 { 100.0 * le_10ms / acks } else { 0.0 },
-        value("tether_store_conflicts_total"),
-        value("tether_deliveries_total"),
-        value("tether_slow_consumer_closes_total"),
-        value("tether_errors_total"),
+        m.acks,
+        m.mean_ack_ms,
+        m.within_10ms_pct,
+        m.store_conflicts,
+        m.deliveries,
+        m.slow_consumer_closes,
+        m.error_frames,
     );
 }
 
@@ -654,7 +559,12 @@ impl Deliver {
             .map(|mut s| {
                 let progress = progress.clone();
                 tokio::spawn(async move {
-                    s.receive(batches * batch, batch, &progress).await;
+                    s.receive(batches * batch, |received| {
+                        if received.is_multiple_of(batch) {
+                            progress.batch_done();
+                        }
+                    })
+                    .await;
                     s
                 })
             })

@@ -40,14 +40,14 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use futures_util::stream::{self, StreamExt};
 use tether_gateway::Config;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 use tokio::sync::{oneshot, Mutex};
 use tokio::task::JoinHandle;
 
 mod support;
 
-use support::{connect, next_text, subscribe, Publisher, Ws, READ_TIMEOUT};
+use support::{connect, cpu_seconds, node_metrics, routine_deadline, subscribe, Publisher, Subscriber};
 
 /// Acked publishes per iteration of the publish benchmarks.
 const PUBLISHES_PER_ITER: u64 = 1024;
@@ -55,10 +55,6 @@ const PUBLISHES_PER_ITER: u64 = 1024;
 const SUBSCRIBERS: usize = 1000;
 /// Events published per iteration of the fan-out benchmark.
 const EVENTS_PER_ITER: u64 = 100;
-/// Deadline of one timed routine: a fixed allowance plus this much per iteration.
-const ROUTINE_BASE: Duration = Duration::from_secs(30);
-/// See [`ROUTINE_BASE`].
-const ROUTINE_PER_ITER: Duration = Duration::from_secs(2);
 /// Longest the gateway may take to shut down at the end of a benchmark.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Connects in flight at once while opening the subscribers.
@@ -120,66 +116,11 @@ impl Gateway {
 }
 
 // ---------------------------------------------------------------------------
-// Clients
+// Reporting
 
-/// One subscribing connection; checks that seqs arrive contiguously.
-struct Subscriber {
-    index: usize,
-    ws: Ws,
-    last_seq: u64,
-}
-
-impl Subscriber {
-    /// Reads exactly `n` events, each the next seq.
-    async fn receive(&mut self, n: u64) {
-        let end = self.last_seq + n;
-        while self.last_seq < end {
-            let what = format!(
-                "event seq {} at subscriber {} ({} of {n} received)",
-                self.last_seq + 1,
-                self.index,
-                n - (end - self.last_seq)
-            );
-            let text = next_text(&mut self.ws, &what).await;
-            let seq = event_seq(&text).unwrap_or_else(|| panic!("not an event: {text}"));
-            if seq != self.last_seq + 1 {
-                panic!(
-                    "subscriber {}: expected seq {}, got {seq} (gap or duplicate): {text}",
-                    self.index,
-                    self.last_seq + 1
-                );
-            }
-            self.last_seq = seq;
-        }
-    }
-}
-
-/// The top-level `seq` of an event frame, without a full JSON parse (the
-/// gateway writes `type`, `channel`, `seq` first), to keep 1000 clients' CPU
-/// from dominating a 2-core machine.
-fn event_seq(text: &str) -> Option<u64> {
-    let rest = text.strip_prefix(r#"{"type":"event","#)?;
-    let at = rest.find(r#""seq":"#)? + r#""seq":"#.len();
-    let digits: &str = &rest[at..];
-    let len = digits.bytes().take_while(u8::is_ascii_digit).count();
-    digits[..len].parse().ok()
-}
-
-fn routine_deadline(iters: u64) -> Duration {
-    ROUTINE_BASE + ROUTINE_PER_ITER * u32::try_from(iters).unwrap_or(u32::MAX)
-}
-
-/// CPU seconds used so far by this process (all threads: gateway and clients),
-/// from `/proc/self/stat`; `None` where that file does not exist.
+/// CPU seconds used so far by this process (all threads: gateway and clients).
 fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesised command name; utime and stime are the
-    // 14th and 15th fields overall, in clock ticks (100 per second on Linux).
-    let after = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after.split(' ').collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
+    cpu_seconds("/proc/self/stat")
 }
 
 /// Wall time and process CPU time spent inside timed routines.
@@ -212,44 +153,14 @@ impl Usage {
 /// A few of the gateway's own counters from `GET /metrics`, printed after each
 /// benchmark: server-side ack latency, deliveries, slow-consumer closes, errors.
 async fn report_metrics(addr: SocketAddr, name: &str) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let fetch = async {
-        let mut tcp = TcpStream::connect(addr).await.ok()?;
-        let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        tcp.write_all(req.as_bytes()).await.ok()?;
-        let mut body = String::new();
-        tcp.read_to_string(&mut body).await.ok()?;
-        Some(body)
-    };
-    let Ok(Some(body)) = tokio::time::timeout(READ_TIMEOUT, fetch).await else {
+    let Some(m) = node_metrics(addr).await else {
         eprintln!("{name}: could not read /metrics");
         return;
     };
-    let value = |metric: &str| -> f64 {
-        body.lines()
-            .filter(|l| l.starts_with(metric) && !l.starts_with('#'))
-            .filter(|l| {
-                let rest = &l[metric.len()..];
-                rest.starts_with(' ') || rest.starts_with('{')
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
-    let acks = value("tether_publish_ack_seconds_count");
-    let ack_sum = value("tether_publish_ack_seconds_sum");
-    let le_10ms = body
-        .lines()
-        .find(|l| l.starts_with("tether_publish_ack_seconds_bucket{le=\"0.01\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .unwrap_or(0.0);
     eprintln!(
-        "{name}: gateway metrics: {acks} publish acks, mean receive-to-ack {:.2} ms, {:.0}% within 10 ms; \
+        "{name}: gateway metrics: {} publish acks, mean receive-to-ack {:.2} ms, {:.0}% within 10 ms; \
          {} deliveries; {} slow-consumer closes; {} error frames",
-        if acks > 0.0 { 1000.0 * ack_sum / acks } else { 0.0 },
-        if acks > 0.0 { 100.0 * le_10ms / acks } else { 0.0 },
-        value("tether_deliveries_total"),
-        value("tether_slow_consumer_closes_total"),
-        value("tether_errors_total"),
+        m.acks, m.mean_ack_ms, m.within_10ms_pct, m.deliveries, m.slow_consumer_closes, m.error_frames,
     );
 }
 
@@ -398,7 +309,7 @@ fn fanout_1000(c: &mut Criterion) {
                         .drain(..)
                         .map(|mut s| {
                             tokio::spawn(async move {
-                                s.receive(n).await;
+                                s.receive(n, |_| {}).await;
                                 s
                             })
                         })

@@ -1,6 +1,8 @@
-//! What both gateway benchmarks' clients share: connecting (with the
-//! welcome), reading and sending JSON frames with timeouts, subscribing, and a
-//! pipelined publisher that checks every ack. `mod support;` in each bench.
+//! What both gateway benchmarks share: connecting (with the welcome), reading
+//! and sending JSON frames with timeouts, subscribing, a pipelined publisher
+//! that checks every ack, a subscriber that checks every seq, routine
+//! deadlines, CPU time from `/proc` and a node's `/metrics` counters.
+//! `mod support;` in each bench.
 
 #![allow(dead_code)]
 
@@ -146,4 +148,132 @@ impl Publisher {
         }
         self.next_id = end;
     }
+}
+
+/// Deadline of one timed routine: a fixed allowance plus this much per iteration.
+pub const ROUTINE_BASE: Duration = Duration::from_secs(30);
+/// See [`ROUTINE_BASE`].
+pub const ROUTINE_PER_ITER: Duration = Duration::from_secs(2);
+
+/// How long a timed routine of `iters` iterations may take before the run
+/// fails as a hang.
+pub fn routine_deadline(iters: u64) -> Duration {
+    ROUTINE_BASE + ROUTINE_PER_ITER * u32::try_from(iters).unwrap_or(u32::MAX)
+}
+
+/// The top-level `seq` of an event frame, without a full JSON parse (the
+/// gateway writes `type`, `channel`, `seq` first), to keep a thousand
+/// clients' CPU from dominating a 2-core machine.
+pub fn event_seq(text: &str) -> Option<u64> {
+    let rest = text.strip_prefix(r#"{"type":"event","#)?;
+    let at = rest.find(r#""seq":"#)? + r#""seq":"#.len();
+    let digits: &str = &rest[at..];
+    let len = digits.bytes().take_while(u8::is_ascii_digit).count();
+    digits[..len].parse().ok()
+}
+
+/// One subscribing connection; checks that seqs arrive contiguously.
+pub struct Subscriber {
+    pub index: usize,
+    pub ws: Ws,
+    pub last_seq: u64,
+}
+
+impl Subscriber {
+    /// Reads exactly `n` events, each the next seq; `received(k)` is called
+    /// after the k-th.
+    pub async fn receive(&mut self, n: u64, mut received: impl FnMut(u64)) {
+        let start = self.last_seq;
+        let end = start + n;
+        while self.last_seq < end {
+            let what = format!(
+                "event seq {} at subscriber {} ({} of {n} received)",
+                self.last_seq + 1,
+                self.index,
+                self.last_seq - start
+            );
+            let text = next_text(&mut self.ws, &what).await;
+            let seq = event_seq(&text).unwrap_or_else(|| panic!("not an event: {text}"));
+            if seq != self.last_seq + 1 {
+                panic!(
+                    "subscriber {}: expected seq {}, got {seq} (gap or duplicate): {text}",
+                    self.index,
+                    self.last_seq + 1
+                );
+            }
+            self.last_seq = seq;
+            received(seq - start);
+        }
+    }
+}
+
+/// CPU seconds (user + system) of the process whose `stat` file is `path`
+/// (`/proc/self/stat`, `/proc/<pid>/stat`); `None` where it does not exist.
+pub fn cpu_seconds(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields overall, in clock ticks (100 per second on Linux).
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// `GET path` over HTTP/1.1; the whole response (head and body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fetch = async {
+        let mut tcp = TcpStream::connect(addr).await.ok()?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        tcp.write_all(req.as_bytes()).await.ok()?;
+        let mut body = String::new();
+        tcp.read_to_string(&mut body).await.ok()?;
+        Some(body)
+    };
+    tokio::time::timeout(READ_TIMEOUT, fetch).await.ok().flatten()
+}
+
+/// The counters the benchmarks print from a node's `GET /metrics`.
+pub struct NodeMetrics {
+    pub acks: f64,
+    /// Mean publish receive-to-ack, ms.
+    pub mean_ack_ms: f64,
+    /// Share of acks within 10 ms, %.
+    pub within_10ms_pct: f64,
+    pub store_conflicts: f64,
+    pub deliveries: f64,
+    pub slow_consumer_closes: f64,
+    pub error_frames: f64,
+}
+
+/// A node's [`NodeMetrics`]; `None` when `/metrics` could not be read.
+pub async fn node_metrics(addr: SocketAddr) -> Option<NodeMetrics> {
+    let body = http_get(addr, "/metrics").await?;
+    let value = |metric: &str| -> f64 {
+        body.lines()
+            .filter(|l| l.starts_with(metric) && !l.starts_with('#'))
+            .filter(|l| {
+                let rest = &l[metric.len()..];
+                rest.starts_with(' ') || rest.starts_with('{')
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let acks = value("tether_publish_ack_seconds_count");
+    let ack_sum = value("tether_publish_ack_seconds_sum");
+    let le_10ms = body
+        .lines()
+        .find(|l| l.starts_with("tether_publish_ack_seconds_bucket{le=\"0.01\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    Some(NodeMetrics {
+        acks,
+        mean_ack_ms: if acks > 0.0 { 1000.0 * ack_sum / acks } else { 0.0 },
+        within_10ms_pct: if acks > 0.0 { 100.0 * le_10ms / acks } else { 0.0 },
+        store_conflicts: value("tether_store_conflicts_total"),
+        deliveries: value("tether_deliveries_total"),
+        slow_consumer_closes: value("tether_slow_consumer_closes_total"),
+        error_frames: value("tether_errors_total"),
+    })
 }
