@@ -237,29 +237,21 @@ async fn a_replay_longer_than_the_outbound_queue_is_streamed_whole() {
     server.stop().await;
 }
 
-/// A client that closes while the gateway still has frames for it (a long
-/// replay it has not read, filling the socket) gets its close answered after
-/// what was already written, and nothing after the answer.
-#[tokio::test]
-async fn a_client_close_is_answered_while_frames_are_still_queued() {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-    use tokio_tungstenite::tungstenite::Message;
-
-    let server = TestServer::start().await;
-    let mut p = server.client().await;
-    // 1000 × 8 KB: more than the kernel's socket buffers take unread (the
-    // reader's is kept small below).
-    let payload = "x".repeat(8_000);
-    for i in 0..1000 {
-        p.send(json!({"type": "publish", "id": format!("b{i}"), "channel": "big", "data": payload}))
+/// Publishes `n` events of `size` bytes to `channel`, waiting for every 8th ack.
+async fn publish_many(p: &mut common::Client, channel: &str, from: usize, n: usize, size: usize) {
+    let payload = "x".repeat(size);
+    for i in from..from + n {
+        p.send(json!({"type": "publish", "id": format!("{channel}{i}"), "channel": channel, "data": payload}))
             .await;
-        if i % 8 == 7 {
-            // (b999 among them)
-            p.reply_to(&format!("b{i}")).await;
+        if i % 8 == 7 || i == from + n - 1 {
+            p.reply_to(&format!("{channel}{i}")).await;
         }
     }
+}
+
+/// A client whose socket takes 8 KiB unread: what the gateway writes beyond
+/// its own socket buffer waits in the gateway.
+async fn slow_reader(server: &TestServer) -> common::Client {
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(8 * 1024).expect("small receive buffer");
     let addr = server
@@ -273,7 +265,24 @@ async fn a_client_close_is_answered_while_frames_are_still_queued() {
     let (ws, _) = tokio_tungstenite::client_async(server.ws_url(), tokio_tungstenite::MaybeTlsStream::Plain(tcp))
         .await
         .expect("upgrade");
-    let mut c = common::Client::from_ws(ws).await;
+    common::Client::from_ws(ws).await
+}
+
+/// A client that closes while the gateway still has frames for it (a long
+/// replay it has not read, filling the socket) gets its close answered after
+/// what was already written, and nothing after the answer.
+#[tokio::test]
+async fn a_client_close_is_answered_while_frames_are_still_queued() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = TestServer::start().await;
+    let mut p = server.client().await;
+    // 1000 × 8 KB: more than the kernel's socket buffers take unread.
+    publish_many(&mut p, "big", 0, 1000, 8_000).await;
+    let mut c = slow_reader(&server).await;
     c.send(json!({"type": "subscribe", "id": "s", "channel": "big", "since": {"seq": 0}}))
         .await;
     // Not read: the replay fills the socket, so the gateway still has frames
@@ -292,6 +301,53 @@ async fn a_client_close_is_answered_while_frames_are_still_queued() {
     assert!(
         !matches!(after, Some(Ok(Message::Text(_)))),
         "nothing is sent after the close answer: {after:?}"
+    );
+    server.stop().await;
+}
+
+/// A replay that retention overtakes (the reader too slow while newer events
+/// push the promised ones out) stops at the gap and closes with 1013, after a
+/// contiguous prefix and nothing beyond it.
+#[tokio::test]
+async fn a_replay_overtaken_by_retention_closes_with_1013_after_a_contiguous_prefix() {
+    let server = TestServer::start_with(|c| {
+        c.retention.history_size = 300;
+        // Room for every live event: a full queue would be 1013 for another reason.
+        c.outbound_queue = 4096;
+    })
+    .await;
+    let mut p = server.client().await;
+    // 300 × 30 KB: the replay's first chunk (256 events) is more than the
+    // socket buffers take, so it is still being written below.
+    publish_many(&mut p, "trim", 0, 300, 30_000).await;
+    let mut c = slow_reader(&server).await;
+    c.send(json!({"type": "subscribe", "id": "s", "channel": "trim", "since": {"seq": 0}}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // 300 newer events: seqs 1..=300 leave the history.
+    publish_many(&mut p, "trim", 300, 300, 30_000).await;
+    assert_eq!(c.closed().await, 1013);
+    let frames = c.pending();
+    assert_eq!(frames[0]["type"], "ack", "{}", frames[0]);
+    assert_eq!(frames[0]["data"]["recovered"], true);
+    let seqs: Vec<u64> = frames
+        .iter()
+        .skip(1)
+        .map(|v| v["seq"].as_u64().expect("an event"))
+        .collect();
+    assert!(
+        !seqs.is_empty() && seqs.len() < 300,
+        "a prefix of the replay: {} events",
+        seqs.len()
+    );
+    assert!(
+        seqs.iter().zip(1u64..).all(|(s, want)| *s == want),
+        "contiguous from 1, nothing after the gap"
+    );
+    let (_, metrics) = http_get(&server.http("/metrics")).await;
+    assert!(
+        metrics.contains("tether_slow_consumer_closes_total 0"),
+        "not a slow consumer"
     );
     server.stop().await;
 }

@@ -442,30 +442,28 @@ impl Writes {
         conn: &ConnHandle,
         read: bool,
     ) -> Poll<Result<Message, Ended>> {
-        if read && self.read_first {
-            self.read_first = false;
+        let read_now = read && self.read_first;
+        self.read_first = !read_now;
+        if read_now {
             if let Poll::Ready(r) = poll_read(cx, ws, conn) {
                 return Poll::Ready(r);
             }
         }
-        self.read_first = true;
-        let wrote = loop {
-            if conn.close_code().is_some() {
-                break self.poll_flush(cx, ws, gw);
-            }
-            match self.poll_write(cx, ws, rx, gw) {
-                Poll::Ready(Err(WriteStop::Gap)) => {
-                    tracing::warn!(session = %conn.session(), "history trimmed during a replay; closing with 1013");
-                    self.replay = None;
-                    conn.close(CloseCode::TryAgainLater);
-                }
-                other => break other,
+        let wrote = if conn.close_code().is_some() {
+            self.poll_flush(cx, ws, gw)
+        } else {
+            match self.poll_write(cx, ws, rx, gw, conn) {
+                // The gap asked for 1013 (see `poll_replay`): only what was
+                // fed goes out.
+                Poll::Ready(Err(WriteStop::Gap)) => self.poll_flush(cx, ws, gw),
+                other => other,
             }
         };
         if let Poll::Ready(Err(_)) = wrote {
             return Poll::Ready(Err(Ended::gone("write error")));
         }
-        if !read {
+        if !read || read_now {
+            // Either not reading, or the read above is already waiting.
             return Poll::Pending;
         }
         poll_read(cx, ws, conn)
@@ -480,11 +478,12 @@ impl Writes {
         ws: &mut WebSocket,
         rx: &mut OutboundRx,
         gw: &Gateway,
+        conn: &ConnHandle,
     ) -> Poll<Result<(), WriteStop>> {
         loop {
             ready!(self.poll_flush(cx, ws, gw))?;
             for _ in 0..WRITE_BATCH {
-                ready!(self.poll_replay(cx, ws, gw))?;
+                ready!(self.poll_replay(cx, ws, gw, conn))?;
                 ready!(ws.poll_ready_unpin(cx))?;
                 match rx.poll_recv(cx) {
                     Poll::Ready(item) => self.start(ws, item)?,
@@ -506,12 +505,9 @@ impl Writes {
         conn: &ConnHandle,
     ) -> Poll<Result<(), WriteStop>> {
         loop {
-            match ready!(self.poll_replay(cx, ws, gw)) {
-                Err(WriteStop::Gap) => {
-                    tracing::warn!(session = %conn.session(), "history trimmed during a replay at close; dropping the rest");
-                    self.replay = None;
-                    return self.poll_flush(cx, ws, gw);
-                }
+            match ready!(self.poll_replay(cx, ws, gw, conn)) {
+                // What was queued after the gap is dropped.
+                Err(WriteStop::Gap) => return self.poll_flush(cx, ws, gw),
                 Err(e) => return Poll::Ready(Err(e)),
                 Ok(()) => {}
             }
@@ -556,8 +552,29 @@ impl Writes {
     }
 
     /// Streams the replay in progress, if any, from the store; `Ready(Ok)`
-    /// once it is all fed.
-    fn poll_replay(&mut self, cx: &mut Context<'_>, ws: &mut WebSocket, gw: &Gateway) -> Poll<Result<(), WriteStop>> {
+    /// once it is all fed. A gap (retention moved on meanwhile, or the store
+    /// failed) ends the replay and asks for 1013: `Err(Gap)`.
+    fn poll_replay(
+        &mut self,
+        cx: &mut Context<'_>,
+        ws: &mut WebSocket,
+        gw: &Gateway,
+        conn: &ConnHandle,
+    ) -> Poll<Result<(), WriteStop>> {
+        let streamed = self.poll_stream(cx, ws, gw);
+        if let Poll::Ready(Err(WriteStop::Gap)) = streamed {
+            self.replay = None;
+            if conn.close(CloseCode::TryAgainLater) {
+                tracing::warn!(session = %conn.session(), "history trimmed during a replay; closing with 1013");
+            } else {
+                tracing::warn!(session = %conn.session(), "history trimmed during a replay at close; dropping the rest");
+            }
+        }
+        streamed
+    }
+
+    /// Feeds the replay's events, read from the store a chunk at a time.
+    fn poll_stream(&mut self, cx: &mut Context<'_>, ws: &mut WebSocket, gw: &Gateway) -> Poll<Result<(), WriteStop>> {
         while let Some(Replaying { replay: r, chunk }) = self.replay.as_deref_mut() {
             if chunk.is_empty() {
                 if r.after >= r.upto {
