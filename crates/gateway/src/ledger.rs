@@ -140,7 +140,8 @@ enum Count {
     DedupHit,
 }
 
-/// An error frame whose `tether_errors_total` is counted with the commit.
+/// An error frame; its `tether_errors_total` is counted when the posts are
+/// released (after the commit, or the failure's answers).
 fn counted_error(posts: &mut Vec<Post>, id: Option<&str>, code: ErrorCode, message: &str) -> String {
     posts.push(Post::Count(Count::Error(code)));
     error_frame(id, code, message)
@@ -388,34 +389,30 @@ impl Writer {
         }
     }
 
+    /// Answers a failed commit's operations `internal` (retryable); command
+    /// completions are tried again with the next batch.
     fn fail(&mut self, ops: Vec<Op>) {
-        let mut outs = Vec::new();
-        let mut remote = Vec::new();
+        let mut posts = Vec::new();
+        let refuse = |posts: &mut Vec<Post>, to: Reply, id: &str| {
+            let frame = counted_error(posts, Some(id), ErrorCode::Internal, "the store failed; retry");
+            posts.push(Post::Out(Out::Reply {
+                to,
+                kind: Sent::Error,
+                frame,
+                received: None,
+            }));
+        };
         for op in ops {
             match op {
                 Op::Publish(p) => {
                     if let (Some(to), Some(id)) = (p.reply, p.id) {
-                        let frame = self.error(Some(&id), ErrorCode::Internal, "the store failed; retry");
-                        outs.push(Out::Reply {
-                            to,
-                            kind: Sent::Error,
-                            frame,
-                            received: None,
-                        });
+                        refuse(&mut posts, to, &id);
                     }
                 }
-                Op::Command(c) => {
-                    let frame = self.error(Some(&c.id), ErrorCode::Internal, "the store failed; retry");
-                    outs.push(Out::Reply {
-                        to: c.reply,
-                        kind: Sent::Error,
-                        frame,
-                        received: None,
-                    });
-                }
+                Op::Command(c) => refuse(&mut posts, c.reply, &c.id),
                 Op::Complete(_) => self.retry.push(op),
                 // Wrote nothing: the waiters get their result all the same.
-                Op::Finished(f) => remote.push(Post::Finish {
+                Op::Finished(f) => posts.push(Post::Finish {
                     task_id: f.task_id,
                     request_id: None,
                     outcome: f.outcome,
@@ -423,8 +420,7 @@ impl Writer {
                 Op::Sweep | Op::Stop => {}
             }
         }
-        let _ = self.out.blocking_send(outs);
-        self.release(remote);
+        self.release(posts);
     }
 
     fn apply(
@@ -492,11 +488,6 @@ impl Writer {
                 }
             }
         }
-    }
-
-    fn error(&self, id: Option<&str>, code: ErrorCode, message: &str) -> String {
-        self.metrics.error(code);
-        error_frame(id, code, message)
     }
 
     fn expires(&self, now: u64) -> u64 {
