@@ -6,7 +6,7 @@
 //! consumer (close 1013) and drops the frame: one stuck reader can never slow a
 //! publisher or another subscriber.
 //!
-//! The queue is a `VecDeque` behind a mutex that only the connection's writer
+//! The queue is a `VecDeque` behind a mutex that only the connection's task
 //! and its senders touch, not a tokio channel: a channel allocates a block of
 //! 32 slots when it is made, and most connections are idle, so this one holds
 //! memory only for what is queued (and gives a burst's worth back once it is
@@ -76,7 +76,7 @@ struct Inner {
     metrics: Arc<Metrics>,
 }
 
-/// What is queued, and whether the writer is still there to take it.
+/// What is queued, and whether the connection still takes it.
 struct Queue {
     items: VecDeque<Outbound>,
     receiver_gone: bool,
@@ -92,7 +92,7 @@ impl Inner {
     }
 }
 
-/// The writer's end of a connection's queue. Dropping it makes later sends
+/// The connection task's end of its queue. Dropping it makes later sends
 /// return [`Enqueue::Closed`] and drops what was queued.
 pub struct OutboundRx {
     inner: Arc<Inner>,
@@ -130,9 +130,7 @@ impl OutboundRx {
         }
         Ok(item)
     }
-}
 
-impl OutboundRx {
     /// Takes nothing more: later sends return [`Enqueue::Closed`] (not a slow
     /// consumer) and what was queued is dropped.
     pub fn close(&mut self) {
@@ -152,7 +150,7 @@ impl Drop for OutboundRx {
 }
 
 impl ConnHandle {
-    /// A handle and the receiving end that the connection's writer drains.
+    /// A handle and the receiving end that the connection's task drains.
     pub fn new(id: u64, session: String, capacity: usize, metrics: Arc<Metrics>) -> (ConnHandle, OutboundRx) {
         let inner = Inner {
             id,
@@ -234,8 +232,8 @@ impl ConnHandle {
             .compare_exchange(0, code.code(), Ordering::AcqRel, Ordering::Acquire)
             .is_ok();
         if first {
-            // Both the reader and the writer wait on this; wake every waiter
-            // (`close_requested` re-checks the code, so none is lost).
+            // Wake every waiter (the connection's task; `close_requested`
+            // makes its future before it checks the code, so none is lost).
             self.inner.close_requested.notify_waiters();
         }
         first
@@ -289,7 +287,7 @@ mod tests {
     }
 
     #[test]
-    fn without_its_writer_a_connection_takes_nothing() {
+    fn without_its_task_a_connection_takes_nothing() {
         let (conn, rx) = handle(4);
         drop(rx);
         assert_eq!(conn.send(Sent::Pong, "a"), Enqueue::Closed);

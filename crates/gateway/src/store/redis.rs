@@ -225,22 +225,7 @@ impl RedisStore {
         })?;
         raw.into_iter().map(|(id, fields)| entry(&id, fields)).collect()
     }
-}
 
-/// One stream entry as a [`StoredEvent`].
-fn entry(id: &str, mut fields: HashMap<String, String>) -> Result<StoredEvent, StoreError> {
-    let seq = id
-        .split_once('-')
-        .and_then(|(s, _)| s.parse().ok())
-        .ok_or_else(|| StoreError::Failed(format!("redis: history entry id {id:?} is not <seq>-0")))?;
-    let ts = fields.get("ts").and_then(|t| t.parse().ok()).unwrap_or(0);
-    let frame = fields
-        .remove("f")
-        .ok_or_else(|| StoreError::Failed(format!("redis: history entry {id} has no frame")))?;
-    Ok(StoredEvent { seq, ts, frame })
-}
-
-impl RedisStore {
     /// Starts a write: WATCHes the epoch (and makes one if Redis lost it).
     fn begin(&self) -> Result<RedisWrite, StoreError> {
         let taken = self.inner.writer.lock().expect("writer lock").take();
@@ -286,6 +271,19 @@ impl RedisStore {
         }
         Ok(w)
     }
+}
+
+/// One stream entry as a [`StoredEvent`].
+fn entry(id: &str, mut fields: HashMap<String, String>) -> Result<StoredEvent, StoreError> {
+    let seq = id
+        .split_once('-')
+        .and_then(|(s, _)| s.parse().ok())
+        .ok_or_else(|| StoreError::Failed(format!("redis: history entry id {id:?} is not <seq>-0")))?;
+    let ts = fields.get("ts").and_then(|t| t.parse().ok()).unwrap_or(0);
+    let frame = fields
+        .remove("f")
+        .ok_or_else(|| StoreError::Failed(format!("redis: history entry {id} has no frame")))?;
+    Ok(StoredEvent { seq, ts, frame })
 }
 
 impl Store for RedisStore {

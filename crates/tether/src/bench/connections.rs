@@ -58,7 +58,7 @@ async fn hold(
         }
         tokio::select! {
             msg = conn.ws.next() => match msg {
-                Some(Ok(m)) if conn.is_pong(&m) => {
+                Some(Ok(m)) if conn.keepalive.answered_by(&m) => {
                     held.pongs += 1;
                     Counters::add(&c.pongs, 1);
                 }

@@ -159,11 +159,6 @@ impl Conn {
         }
     }
 
-    /// Whether `msg` answers one of [`Conn::ping_message`]'s pings.
-    pub(super) fn is_pong(&self, msg: &Message) -> bool {
-        self.keepalive.answered_by(msg)
-    }
-
     /// The next text frame that arrives before `wake`, or `None` when `wake`
     /// passed or a non-text frame came (the caller recomputes its deadline and
     /// asks again). Pings when one is due since `last_write`. A close or a
